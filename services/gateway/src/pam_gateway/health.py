@@ -1,0 +1,89 @@
+"""Health endpoints: liveness without dependencies, and a detailed view of the whole path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+from pam_shared import __version__, bus, subjects
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+if TYPE_CHECKING:
+    from pam_gateway.app import Gateway
+
+DISCOVERY_WINDOW_SECONDS = 0.25
+
+
+class EndpointStats(msgspec.Struct):
+    name: str
+    num_requests: int = 0
+    num_errors: int = 0
+
+
+class InstanceStats(msgspec.Struct):
+    """The part of a ``$SRV.STATS`` reply (nats.micro) that the health view shows."""
+
+    id: str
+    name: str
+    version: str
+    started: str
+    endpoints: list[EndpointStats] = []
+    metadata: dict[str, str] | None = None
+
+
+_stats_decoder = msgspec.json.Decoder(InstanceStats)
+
+
+async def liveness(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "service": "pam-gateway", "version": __version__})
+
+
+def detailed(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        nats_ok = gateway.nc is not None and gateway.nc.is_connected
+        orchestrators = await _instances(gateway, subjects.ORCHESTRATOR_SERVICE) if nats_ok else []
+        healthy = nats_ok and bool(orchestrators)
+        sessions = gateway.sessions
+        demo = sum(1 for s in sessions if s.identity.demo)
+        body = {
+            "status": "healthy" if healthy else "degraded",
+            "service": "pam-gateway",
+            "version": __version__,
+            "instance": gateway.settings.instance_id,
+            "uptime_seconds": round(time.time() - gateway.started, 1),
+            "nats": {"connected": nats_ok, "url": _without_credentials(gateway.settings.nats_url)},
+            "connections": {"open": len(sessions), "live": len(sessions) - demo, "demo": demo},
+            "orchestrators": orchestrators,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return endpoint
+
+
+async def _instances(gateway: Gateway, service: str) -> list[dict[str, object]]:
+    assert gateway.nc is not None
+    replies = await bus.gather_replies(gateway.nc, f"$SRV.STATS.{service}", DISCOVERY_WINDOW_SECONDS)
+    instances = []
+    for reply in replies:
+        try:
+            stats = _stats_decoder.decode(reply.data)
+        except msgspec.DecodeError:
+            continue
+        instances.append(
+            {
+                "id": stats.id,
+                "version": stats.version,
+                "started": stats.started,
+                "requests": sum(e.num_requests for e in stats.endpoints),
+                "errors": sum(e.num_errors for e in stats.endpoints),
+                "metadata": stats.metadata or {},
+            }
+        )
+    return instances
+
+
+def _without_credentials(url: str) -> str:
+    return ",".join(part.split("@")[-1] for part in url.split(","))

@@ -1,0 +1,43 @@
+"""``pam-gateway``: serve the WebSocket gateway with uvicorn, configured from the environment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pam_shared import logs
+from pam_shared.settings import ConfigError, load_settings
+
+from pam_gateway.app import create_app
+
+log = logging.getLogger("pam.gateway")
+
+HARD_SIZE_FACTOR = 4
+"""Frames up to this many times the message limit get an error frame; larger ones close with 1009."""
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"pam-gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.setup_logging("gateway", settings.instance_id, settings.log_level, settings.is_production)
+    log.info(
+        "starting on http://%s:%d (%s, demo mode %s)",
+        settings.gateway_host,
+        settings.gateway_port,
+        settings.environment,
+        "on" if settings.demo_mode else "off",
+        extra={"marker": logs.CONNECTION},
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        ws_max_size=settings.max_message_bytes * HARD_SIZE_FACTOR,
+        ws_per_message_deflate=False,
+        server_header=False,
+    )

@@ -1,0 +1,82 @@
+"""An ordered, bounded send queue for one socket.
+
+Replies arrive from NATS callbacks that must never wait on a slow client, so they
+only enqueue here.  A writer task exists only while frames are waiting, which keeps
+idle sockets cheap.  A client that stops reading is cut off (1013) once its queue
+passes the byte limit, instead of growing gateway memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from starlette.websockets import WebSocket
+
+log = logging.getLogger("pam.gateway.outbox")
+
+TRY_AGAIN_LATER = 1013
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+class Outbox:
+    __slots__ = ("_websocket", "_queue", "_queued", "_limit", "_writer", "_closer", "closed")
+
+    def __init__(self, websocket: WebSocket, limit_bytes: int) -> None:
+        self._websocket = websocket
+        self._queue: deque[str] = deque()
+        self._queued = 0
+        self._limit = limit_bytes
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def put(self, text: str) -> None:
+        """Queue one frame; never blocks."""
+        if self.closed:
+            return
+        self._queue.append(text)
+        self._queued += len(text)
+        if self._queued > self._limit:
+            log.warning("slow consumer: send queue over %d bytes, disconnecting", self._limit)
+            self._shut(TRY_AGAIN_LATER)
+        elif self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+
+    async def close(self, code: int) -> None:
+        """Send what is queued, then close the socket with ``code``."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._websocket.close(code), CLOSE_TIMEOUT_SECONDS)
+
+    def discard(self) -> None:
+        """The socket is gone: drop queued frames and stop writing."""
+        self.closed = True
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                text = self._queue.popleft()
+                self._queued -= len(text)
+                await self._websocket.send_text(text)
+        except Exception:  # the peer went away mid-send; the receive loop sees it too
+            self.closed = True
+            self._queue.clear()
+        finally:
+            self._writer = None
+
+    def _shut(self, code: int) -> None:
+        self.discard()
+        self._closer = asyncio.create_task(self._close_now(code))
+
+    async def _close_now(self, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._websocket.close(code), CLOSE_TIMEOUT_SECONDS)

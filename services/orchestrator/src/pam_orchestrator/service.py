@@ -1,0 +1,80 @@
+"""The orchestrator as a NATS service: one queue-group endpoint, one task per answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+from pam_shared import __version__, bus, logs, subjects
+from pam_shared.internal import ChatRequest, chat_request_decoder
+from pam_shared.settings import Settings
+
+from pam_orchestrator.answer import answer
+from pam_orchestrator.engine import Engine
+from pam_orchestrator.llm import OpenAIEngine
+from pam_orchestrator.offline import OfflineEngine
+from pam_orchestrator.replies import ReplyStream
+
+log = logging.getLogger("pam.orchestrator")
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.offline = OfflineEngine()
+        self.llm = OpenAIEngine(settings) if settings.openai_api_key else None
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.nc: Client | None = None
+        self.service: Service | None = None
+
+    def engine_for(self, request: ChatRequest) -> Engine:
+        return self.offline if request.demo or self.llm is None else self.llm
+
+    async def start(self) -> None:
+        self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
+        self.service = await add_service(
+            self.nc,
+            name=subjects.ORCHESTRATOR_SERVICE,
+            version=__version__,
+            description="PAM orchestrator: intents, context, OpenAI",
+            metadata={"instance": self.settings.instance_id, "engine": "openai" if self.llm else "offline"},
+        )
+        await self.service.add_endpoint(
+            name="chat", subject=subjects.CHAT_REQUEST, queue_group=subjects.ORCHESTRATOR_QUEUE, handler=self.on_chat
+        )
+        log.info(
+            "serving %s as queue group %s (engine: %s)",
+            subjects.CHAT_REQUEST,
+            subjects.ORCHESTRATOR_QUEUE,
+            "openai" if self.llm else "offline",
+            extra={"marker": logs.OK},
+        )
+
+    async def on_chat(self, request: Request) -> None:
+        """Start answering and return at once, so this worker keeps taking requests."""
+        try:
+            chat = chat_request_decoder.decode(request.data)
+        except msgspec.DecodeError:
+            log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
+            return
+        replies = ReplyStream(request.respond, chat.message_id)
+        task = asyncio.create_task(answer(chat, self.engine_for(chat), replies))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def drain(self) -> None:
+        """Take no new chats, finish the ones in flight, then leave NATS."""
+        if self.service is not None:
+            await self.service.stop()
+        if self.inflight:
+            log.info("draining %d answers in flight", len(self.inflight), extra={"marker": logs.CONNECTION})
+            await asyncio.gather(*self.inflight, return_exceptions=True)
+        if self.llm is not None:
+            await self.llm.close()
+        if self.nc is not None:
+            await self.nc.drain()

@@ -1,0 +1,79 @@
+"""Who is on the other end of a socket: JWT checks and the demo identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jwt
+
+from pam_shared.settings import Settings
+
+DEMO_TOKEN = "demo-token"
+
+
+class AuthError(Exception):
+    """The token was refused; ``code`` is the error code sent to the client."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    demo: bool
+    role: str | None = None
+    expires_at: float | None = None
+
+
+def verify_token(token: str | None, settings: Settings) -> Identity:
+    """Check a Supabase-style HS256 token: signature, ``exp``, ``sub`` and audience."""
+    if not token:
+        raise AuthError("token_invalid")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            leeway=settings.jwt_leeway_seconds,
+            options={"require": ["exp", "sub"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token_expired") from None
+    except jwt.InvalidTokenError:
+        raise AuthError("token_invalid") from None
+    if not _audience_ok(claims.get("aud"), settings.jwt_audience):
+        raise AuthError("token_invalid")
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise AuthError("token_invalid")
+    return Identity(user_id=subject, demo=False, role=claims.get("role"), expires_at=claims["exp"])
+
+
+def _audience_ok(audience: object, expected: str) -> bool:
+    """Tokens without ``aud`` are accepted; tokens with one must name ours."""
+    if audience is None:
+        return True
+    if isinstance(audience, str):
+        return audience == expected
+    return isinstance(audience, list) and expected in audience
+
+
+def authenticate(token: str | None, path_user_id: str | None, settings: Settings) -> Identity:
+    """Resolve a socket's identity; the demo token works only while demo mode is on."""
+    if token == DEMO_TOKEN and settings.demo_mode:
+        return Identity(user_id=path_user_id or "demo-user", demo=True)
+    identity = verify_token(token, settings)
+    if path_user_id is not None and path_user_id != identity.user_id:
+        raise AuthError("user_mismatch")
+    return identity
+
+
+def mint_token(settings: Settings, user_id: str, ttl_seconds: int = 3600, role: str = "authenticated") -> str:
+    """Sign a development token the gateway accepts (used by tests, `make run` and the CLI)."""
+    import time
+
+    now = int(time.time())
+    claims = {"sub": user_id, "aud": settings.jwt_audience, "role": role, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

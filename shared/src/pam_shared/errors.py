@@ -1,0 +1,25 @@
+"""Stable error codes sent in ``error`` frames, with the words a person reads."""
+
+from __future__ import annotations
+
+from pam_shared.protocol import Error
+
+MESSAGES: dict[str, str] = {
+    "invalid_json": "That message was not valid JSON.",
+    "unknown_type": "That message type is not one PAM understands.",
+    "invalid_message": "That message is missing a field or has a field of the wrong type.",
+    "binary_unsupported": "Binary frames are not supported; send JSON text.",
+    "message_too_large": "That message is too large.",
+    "user_mismatch": "The message's user_id is not the signed-in user.",
+    "token_invalid": "The sign-in token is missing or not valid. Please sign in again.",
+    "token_expired": "The sign-in token has expired. Please sign in again.",
+    "orchestrator_unavailable": "PAM's assistant is not available right now. Please try again shortly.",
+    "timeout": "PAM took too long to answer. Please try again.",
+    "llm_error": "The AI service failed to answer. Please try again.",
+    "internal_error": "Something went wrong on PAM's side.",
+}
+
+
+def error_frame(code: str, details: object = None, reply_to: str | None = None) -> Error:
+    """Build the ``error`` frame for ``code`` with its human message."""
+    return Error(message=MESSAGES[code], code=code, details=details, reply_to=reply_to)

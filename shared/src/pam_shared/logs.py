@@ -1,0 +1,92 @@
+"""One logging setup for every service.
+
+Development prints the seed's human format with its markers; production prints
+JSON lines.  Tokens are scrubbed from every line, including uvicorn's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+CONNECTION = "🔌"
+OUTGOING = "📤"
+INCOMING = "📨"
+OK = "✅"
+ERROR = "❌"
+RECONNECT = "🔄"
+
+CONTEXT_FIELDS = ("session_id", "user_id", "message_id", "request_id", "event")
+_TOKEN = re.compile(
+    r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a token with ``***``."""
+    return _TOKEN.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
+
+
+class _Redacting(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class HumanFormatter(logging.Formatter):
+    """``12:00:01 🔌 gateway socket opened session_id=... user_id=...``"""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        marker = getattr(record, "marker", None) or (ERROR if record.levelno >= logging.ERROR else "·")
+        fields = " ".join(f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if hasattr(record, k))
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{stamp} {marker} {self.service} {record.getMessage()}"
+        line = f"{line} {fields}" if fields else line
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def __init__(self, service: str, instance: str) -> None:
+        super().__init__()
+        self.service, self.instance = service, instance
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "instance": self.instance,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        entry.update({k: getattr(record, k) for k in CONTEXT_FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(service: str, instance: str, level: str, production: bool) -> None:
+    """Route every logger (ours and the libraries') through one redacting handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service, instance) if production else HumanFormatter(service))
+    handler.addFilter(_Redacting())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

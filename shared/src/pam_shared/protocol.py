@@ -1,0 +1,129 @@
+"""The WebSocket wire protocol: every frame a client sends or receives.
+
+The shapes follow the seed document (docs/protocol.md is generated from this
+module).  Frames are tagged by their ``type`` field; client frames decode into
+one tagged union so an unknown ``type`` is rejected by msgspec itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class SessionData(msgspec.Struct, forbid_unknown_fields=False):
+    """What the frontend tracks about the user's session (the seed's usePamSession)."""
+
+    recent_intents: list[str] = []
+    intent_counts: dict[str, int] = {}
+    last_activity: str | None = None
+    session_start: str | None = None
+
+
+class ChatContext(msgspec.Struct):
+    """Where the user is and what they have been doing, sent with every chat."""
+
+    region: str = ""
+    current_page: str = ""
+    session_data: SessionData = msgspec.field(default_factory=SessionData)
+
+
+# --- client -> server ---------------------------------------------------------
+
+
+class Chat(msgspec.Struct, tag_field="type", tag="chat"):
+    """A user's chat message. ``message_id`` is optional; replies carry it as ``reply_to``."""
+
+    message: str
+    user_id: str | None = None
+    context: ChatContext = msgspec.field(default_factory=ChatContext)
+    message_id: str | None = None
+
+
+class Ping(msgspec.Struct, tag_field="type", tag="ping"):
+    """Keep-alive; answered with ``pong``."""
+
+    timestamp: str | None = None
+
+
+ClientFrame = Chat | Ping
+
+
+# --- server -> client ---------------------------------------------------------
+
+
+class Connection(msgspec.Struct, tag_field="type", tag="connection"):
+    """Connection status; the first frame of every authenticated session."""
+
+    status: Literal["connected", "disconnected"]
+    message: str
+    session_id: str | None = None
+    user_id: str | None = None
+    mode: Literal["live", "demo"] | None = None
+    timestamp: str | None = None
+
+
+class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk"):
+    """One streamed piece of an answer; ``seq`` counts from 0 within ``message_id``."""
+
+    message_id: str
+    seq: int
+    delta: str
+    reply_to: str | None = None
+
+
+class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
+    """The whole answer; always the last frame of an answer that succeeded."""
+
+    message: str
+    timestamp: str
+    message_id: str
+    intent: str
+    reply_to: str | None = None
+
+
+class UiAction(msgspec.Struct):
+    """Something the frontend should do: go to a page, create or update a record."""
+
+    type: Literal["navigate", "update", "create"]
+    target: str
+    data: Any = None
+
+
+class UiActions(msgspec.Struct, tag_field="type", tag="ui_actions"):
+    """Actions that belong to an answer; sent before its ``chat_response``."""
+
+    actions: list[UiAction]
+    message_id: str | None = None
+    reply_to: str | None = None
+
+
+class ActionResponse(msgspec.Struct, tag_field="type", tag="action_response"):
+    """The outcome of an action the backend carried out."""
+
+    status: Literal["completed", "failed"]
+    action_id: str | None = None
+    result: Any = None
+
+
+class Error(msgspec.Struct, tag_field="type", tag="error"):
+    """Something went wrong; ``code`` is stable, ``message`` is for people."""
+
+    message: str
+    code: str
+    details: Any = None
+    reply_to: str | None = None
+
+
+class Pong(msgspec.Struct, tag_field="type", tag="pong"):
+    """The answer to ``ping``."""
+
+    timestamp: str
+
+
+ServerFrame = Connection | ChatChunk | ChatResponse | UiActions | ActionResponse | Error | Pong
+
+client_decoder = msgspec.json.Decoder(ClientFrame)
+server_decoder = msgspec.json.Decoder(ServerFrame)
+encoder = msgspec.json.Encoder()

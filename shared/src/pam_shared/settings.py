@@ -1,0 +1,152 @@
+"""Configuration, read once from environment variables (the README lists every one).
+
+A bad value stops the service at start with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+DEV_JWT_SECRET = "pam-development-secret-change-me-0123456789"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str
+    database_url: str | None
+    jwt_secret: str
+    jwt_audience: str
+    jwt_leeway_seconds: float
+    openai_api_key: str | None
+    openai_base_url: str | None
+    openai_model: str
+    openai_timeout_seconds: float
+    openai_max_retries: int
+    environment: str
+    demo_mode: bool
+    gateway_host: str
+    gateway_port: int
+    max_message_bytes: int
+    reply_timeout_seconds: float
+    send_queue_bytes: int
+    instance_id: str
+    log_level: str
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raises ConfigError on the first bad one."""
+    env = os.environ if env is None else env
+    read = _Reader(env)
+    environment = read.choice("ENVIRONMENT", ("development", "production"), "development")
+    production = environment == "production"
+    return Settings(
+        nats_url=read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss")),
+        database_url=read.optional_url("DATABASE_URL", ("postgres", "postgresql")),
+        jwt_secret=read.secret("JWT_SECRET", None if production else DEV_JWT_SECRET),
+        jwt_audience=read.text("PAM_JWT_AUDIENCE", "authenticated"),
+        jwt_leeway_seconds=read.number("PAM_JWT_LEEWAY_SECONDS", 5.0, low=0, high=60),
+        openai_api_key=env.get("OPENAI_API_KEY") or None,
+        openai_base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
+        openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
+        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 30.0, low=0.1),
+        openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
+        environment=environment,
+        demo_mode=read.flag("PAM_DEMO_MODE", not production),
+        gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
+        gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
+        max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
+        reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
+        send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
+        instance_id=read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
+        log_level=read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+    )
+
+
+def _default_instance_id() -> str:
+    host = socket.gethostname().split(".")[0].replace("_", "-") or "pam"
+    return f"{host}-{uuid.uuid4().hex[:8]}"
+
+
+class _Reader:
+    """Reads one variable at a time and explains what is wrong with it."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def subject_token(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ConfigError(f"{name} may hold only letters, digits, '-' and '_' (at most 64)")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.env.get(name, "").strip().lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+    def number(self, name: str, default: float, low: float = 0, high: float | None = None) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise ConfigError(f"{name} must be {bounds}, got {raw!r}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.optional_url(name, schemes)
+        return value or default
+
+    def optional_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return None
+        for part in raw.split(","):
+            parsed = urlparse(part.strip())
+            if parsed.scheme not in schemes or not (parsed.netloc or parsed.path):
+                wanted = " or ".join(f"{s}://" for s in schemes)
+                raise ConfigError(f"{name} must be a URL starting with {wanted}")
+        return raw
+
+    def secret(self, name: str, default: str | None) -> str:
+        value = self.env.get(name, "")
+        if not value:
+            if default is None:
+                raise ConfigError(f"{name} is required when ENVIRONMENT=production")
+            return default
+        if len(value) < 16:
+            raise ConfigError(f"{name} must be at least 16 characters long")
+        return value
