@@ -22,3 +22,30 @@ class ChatRequest(msgspec.Struct):
 
 chat_request_encoder = msgspec.json.Encoder()
 chat_request_decoder = msgspec.json.Decoder(ChatRequest)
+
+
+class Turn(msgspec.Struct):
+    """One earlier message of a conversation, as the LLM sees it."""
+
+    role: str
+    content: str
+
+
+class HistoryRequest(msgspec.Struct):
+    """Orchestrator -> persistence: the last ``limit`` turns of this user's conversation
+    that were created before ``before`` (so the message being answered is not repeated)."""
+
+    user_id: str
+    session_id: str
+    before: float
+    limit: int = 10
+
+
+class HistoryReply(msgspec.Struct):
+    conversation_id: str | None
+    turns: list[Turn] = []
+
+
+history_request_encoder = msgspec.json.Encoder()
+history_request_decoder = msgspec.json.Decoder(HistoryRequest)
+history_reply_decoder = msgspec.json.Decoder(HistoryReply)

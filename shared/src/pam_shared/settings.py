@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from pam_shared.subjects import Subjects
+
 DEV_JWT_SECRET = "pam-development-secret-change-me-0123456789"
 
 
@@ -23,6 +25,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     nats_url: str
+    nats_namespace: str
     database_url: str | None
     jwt_secret: str
     jwt_audience: str
@@ -46,6 +49,10 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.nats_namespace)
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raises ConfigError on the first bad one."""
@@ -55,6 +62,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     production = environment == "production"
     return Settings(
         nats_url=read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss")),
+        nats_namespace=read.subject_token("PAM_NATS_NAMESPACE", "pam"),
         database_url=read.optional_url("DATABASE_URL", ("postgres", "postgresql")),
         jwt_secret=read.secret("JWT_SECRET", None if production else DEV_JWT_SECRET),
         jwt_audience=read.text("PAM_JWT_AUDIENCE", "authenticated"),

@@ -1,14 +1,12 @@
-"""Every NATS subject and queue group the services use, in one place."""
+"""Every NATS subject, queue group, stream and service name, in one place.
+
+All of them live under a namespace (``PAM_NATS_NAMESPACE``, default ``pam``), so
+several stacks (or test runs) can share one NATS server without seeing each other.
+"""
 
 from __future__ import annotations
 
-CHAT_REQUEST = "pam.chat.request"
-"""Gateways publish chats here; orchestrators share them as one queue group."""
-
-ORCHESTRATOR_QUEUE = "orchestrators"
-
-REPLY_ROOT = "pam.reply"
-"""Each gateway instance subscribes to ``pam.reply.<gateway_id>.>`` for its answers."""
+from dataclasses import dataclass
 
 REPLY_KIND_HEADER = "Pam-Reply"
 """Header on reply messages that are not plain frames: ``end`` or ``progress``."""
@@ -16,14 +14,49 @@ REPLY_KIND_HEADER = "Pam-Reply"
 REPLY_END = "end"
 REPLY_PROGRESS = "progress"
 
-ORCHESTRATOR_SERVICE = "pam-orchestrator"
-PERSISTENCE_SERVICE = "pam-persistence"
 
+@dataclass(frozen=True)
+class Subjects:
+    namespace: str = "pam"
 
-def reply_prefix(gateway_id: str) -> str:
-    """The subject prefix every reply to ``gateway_id`` starts with (ends with a dot)."""
-    return f"{REPLY_ROOT}.{gateway_id}."
+    @property
+    def chat_request(self) -> str:
+        """Gateways publish chats here; orchestrators share them as one queue group."""
+        return f"{self.namespace}.chat.request"
 
+    @property
+    def orchestrator_queue(self) -> str:
+        return f"{self.namespace}-orchestrators"
 
-def reply_subject(gateway_id: str, request_id: str) -> str:
-    return f"{REPLY_ROOT}.{gateway_id}.{request_id}"
+    def reply_prefix(self, gateway_id: str) -> str:
+        """Each gateway subscribes to ``<prefix>>`` for the answers to its requests."""
+        return f"{self.namespace}.reply.{gateway_id}."
+
+    def reply_subject(self, gateway_id: str, request_id: str) -> str:
+        return f"{self.reply_prefix(gateway_id)}{request_id}"
+
+    @property
+    def events_stream(self) -> str:
+        """The JetStream stream that carries everything persistence writes."""
+        return f"{self.namespace.upper().replace('-', '_')}_EVENTS"
+
+    @property
+    def events_wildcard(self) -> str:
+        return f"{self.namespace}.events.>"
+
+    def event(self, kind: str) -> str:
+        return f"{self.namespace}.events.{kind}"
+
+    @property
+    def history(self) -> str:
+        """Request-reply: the last turns of a user's conversation, answered by persistence."""
+        return f"{self.namespace}.persistence.history"
+
+    @property
+    def orchestrator_service(self) -> str:
+        """The ``nats.micro`` service name orchestrators register under."""
+        return f"{self.namespace}-orchestrator"
+
+    @property
+    def persistence_service(self) -> str:
+        return f"{self.namespace}-persistence"

@@ -29,7 +29,9 @@ class Gateway:
 
     async def start(self) -> None:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-gateway-{self.settings.instance_id}")
-        self.relay = Relay(self.nc, self.settings.instance_id, self.settings.reply_timeout_seconds)
+        self.relay = Relay(
+            self.nc, self.settings.subjects, self.settings.instance_id, self.settings.reply_timeout_seconds
+        )
         await self.relay.start()
 
     async def stop(self) -> None:

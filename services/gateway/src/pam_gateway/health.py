@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
-from pam_shared import __version__, bus, subjects
+from pam_shared import __version__, bus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -44,7 +44,7 @@ async def liveness(request: Request) -> Response:
 def detailed(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         nats_ok = gateway.nc is not None and gateway.nc.is_connected
-        orchestrators = await _instances(gateway, subjects.ORCHESTRATOR_SERVICE) if nats_ok else []
+        orchestrators = await _instances(gateway, gateway.settings.subjects.orchestrator_service) if nats_ok else []
         healthy = nats_ok and bool(orchestrators)
         sessions = gateway.sessions
         demo = sum(1 for s in sessions if s.identity.demo)

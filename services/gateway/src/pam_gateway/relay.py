@@ -21,6 +21,7 @@ from pam_shared import logs, subjects
 from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_encoder
 from pam_shared.protocol import encoder
+from pam_shared.subjects import Subjects
 
 from pam_gateway.outbox import Outbox
 
@@ -37,12 +38,13 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, nc: Client, gateway_id: str, timeout: float) -> None:
+    def __init__(self, nc: Client, names: Subjects, gateway_id: str, timeout: float) -> None:
         self.nc = nc
+        self.names = names
         self.gateway_id = gateway_id
         self.timeout = timeout
         self.pending: dict[str, Pending] = {}
-        self._prefix = subjects.reply_prefix(gateway_id)
+        self._prefix = names.reply_prefix(gateway_id)
         self._ids = itertools.count(1)
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -66,8 +68,8 @@ class Relay:
     async def send(self, request: ChatRequest, outbox: Outbox, reply_to: str | None) -> None:
         """Hand a chat to the orchestrators; every reply goes to ``outbox``."""
         self.pending[request.request_id] = Pending(outbox, reply_to, time.monotonic())
-        reply = subjects.reply_subject(self.gateway_id, request.request_id)
-        await self.nc.publish(subjects.CHAT_REQUEST, chat_request_encoder.encode(request), reply=reply)
+        reply = self._prefix + request.request_id
+        await self.nc.publish(self.names.chat_request, chat_request_encoder.encode(request), reply=reply)
 
     async def _on_reply(self, msg: Msg) -> None:
         request_id = msg.subject[len(self._prefix) :]

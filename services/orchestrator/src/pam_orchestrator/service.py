@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pam_shared import __version__, bus, logs, subjects
+from pam_shared import __version__, bus, logs
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.settings import Settings
 
@@ -26,6 +26,7 @@ log = logging.getLogger("pam.orchestrator")
 class Orchestrator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.names = settings.subjects
         self.offline = OfflineEngine()
         self.llm = OpenAIEngine(settings) if settings.openai_api_key else None
         self.inflight: set[asyncio.Task[None]] = set()
@@ -39,18 +40,21 @@ class Orchestrator:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
         self.service = await add_service(
             self.nc,
-            name=subjects.ORCHESTRATOR_SERVICE,
+            name=self.names.orchestrator_service,
             version=__version__,
             description="PAM orchestrator: intents, context, OpenAI",
             metadata={"instance": self.settings.instance_id, "engine": "openai" if self.llm else "offline"},
         )
         await self.service.add_endpoint(
-            name="chat", subject=subjects.CHAT_REQUEST, queue_group=subjects.ORCHESTRATOR_QUEUE, handler=self.on_chat
+            name="chat",
+            subject=self.names.chat_request,
+            queue_group=self.names.orchestrator_queue,
+            handler=self.on_chat,
         )
         log.info(
             "serving %s as queue group %s (engine: %s)",
-            subjects.CHAT_REQUEST,
-            subjects.ORCHESTRATOR_QUEUE,
+            self.names.chat_request,
+            self.names.orchestrator_queue,
             "openai" if self.llm else "offline",
             extra={"marker": logs.OK},
         )

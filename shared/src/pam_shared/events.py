@@ -1,0 +1,68 @@
+"""Events the services record for persistence, carried by the JetStream events stream.
+
+Each has an ``event_id`` that is also its ``Nats-Msg-Id`` (so a retried publish is
+stored once) and its primary key in PostgreSQL (so a redelivery writes no second row).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from pam_shared.protocol import UiAction
+
+
+class UserMessage(msgspec.Struct, tag_field="kind", tag="user_message"):
+    """A chat the gateway accepted from a user."""
+
+    event_id: str
+    session_id: str
+    user_id: str
+    content: str
+    created_at: float
+    client_message_id: str | None = None
+    region: str = ""
+    current_page: str = ""
+    trace_id: str | None = None
+
+
+class AssistantMessage(msgspec.Struct, tag_field="kind", tag="assistant_message"):
+    """A finished answer: the whole text, its intent and the UI actions it asked for."""
+
+    event_id: str
+    session_id: str
+    user_id: str
+    message_id: str
+    content: str
+    intent: str
+    created_at: float
+    reply_to: str | None = None
+    ui_actions: list[UiAction] = []
+    trace_id: str | None = None
+
+
+class AnalyticsEvent(msgspec.Struct, tag_field="kind", tag="analytics"):
+    """How one answer went: timings, tokens, engine, errors, which orchestrator."""
+
+    event_id: str
+    session_id: str
+    user_id: str
+    message_id: str
+    intent: str
+    engine: str
+    model: str | None
+    orchestrator: str
+    total_ms: float
+    created_at: float
+    time_to_first_chunk_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    error_code: str | None = None
+    trace_id: str | None = None
+
+
+Event = UserMessage | AssistantMessage | AnalyticsEvent
+
+event_encoder = msgspec.json.Encoder()
+event_decoder = msgspec.json.Decoder(Event)
+
+SUBJECT_KIND = {UserMessage: "user_message", AssistantMessage: "assistant_message", AnalyticsEvent: "analytics"}
