@@ -52,7 +52,7 @@ class Orchestrator:
             handler=self.on_chat,
         )
         log.info(
-            "serving %s as queue group %s (engine: %s)",
+            "ready: serving %s as queue group %s (engine: %s)",
             self.names.chat_request,
             self.names.orchestrator_queue,
             "openai" if self.llm else "offline",

@@ -1,0 +1,39 @@
+# PAM backend: the commands people type.  Every target that needs the virtual
+# environment creates it first (uv workspace: every package installed editable).
+
+PYTHON ?= python3
+VENV := .venv
+BOOTSTRAP := .pam/bootstrap
+UV := $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
+PYPROJECTS := pyproject.toml $(wildcard shared/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
+
+.PHONY: install run test lint format docs bench clean
+
+install: $(VENV)/.installed
+
+$(BOOTSTRAP)/bin/uv:
+	$(PYTHON) -m venv $(BOOTSTRAP)
+	$(BOOTSTRAP)/bin/pip install --quiet uv
+
+$(VENV)/.installed: $(PYPROJECTS) | $(UV)
+	$(UV) sync --all-packages --python $(PYTHON)
+	@touch $@
+
+run: install
+	$(VENV)/bin/pam-orchestrator & orchestrator=$$!; \
+	trap 'kill $$orchestrator 2>/dev/null' EXIT INT TERM; \
+	$(VENV)/bin/pam-gateway
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pam .pytest_cache .ruff_cache

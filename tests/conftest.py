@@ -1,0 +1,116 @@
+"""Shared fixtures: real NATS and PostgreSQL, real service processes, the fake OpenAI server.
+
+Every test gets its own NATS namespace (subjects, queue group, stream, service names)
+and, when it asks for one, its own database, so runs never see each other.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from support import servers
+from support.processes import BIN, ROOT, ServiceProcess, free_port
+
+TEST_JWT_SECRET = "pam-test-secret-0123456789abcdef"
+
+P = TypeVar("P", bound=ServiceProcess)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    return servers.nats_url()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def service_env(nats_url: str, namespace: str) -> dict[str, str]:
+    """What every service of one test's stack is started with."""
+    return {
+        "NATS_URL": nats_url,
+        "PAM_NATS_NAMESPACE": namespace,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "ENVIRONMENT": "development",
+        "PAM_LOG_LEVEL": "debug",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class GatewayProcess(ServiceProcess):
+    @property
+    def port(self) -> int:
+        return int(self.env["PAM_GATEWAY_PORT"])
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def http_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class Stack:
+    """Starts services for one test and stops every one of them afterwards."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: list[ServiceProcess] = []
+
+    def _spawn(self, command: str, ready: str, env: dict[str, str], cls: type[P]) -> P:
+        name = f"{command.removeprefix('pam-')}-{len(self.processes) + 1}"
+        process = cls(name, [str(BIN / command)], {**self.env, **env}, self.log_dir)
+        self.processes.append(process)
+        process.start().wait_for(ready)
+        return process
+
+    def gateway(self, **env: str) -> GatewayProcess:
+        env = {"PAM_GATEWAY_PORT": str(free_port()), **env}
+        return self._spawn("pam-gateway", "Application startup complete", env, GatewayProcess)
+
+    def orchestrator(self, **env: str) -> ServiceProcess:
+        return self._spawn("pam-orchestrator", "ready: serving", env, ServiceProcess)
+
+    def persistence(self, **env: str) -> ServiceProcess:
+        return self._spawn("pam-persistence", "ready: consuming", env, ServiceProcess)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+@pytest.fixture
+def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(service_env, tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def fake_openai(tmp_path: Path) -> Iterator[str]:
+    """The OpenAI-compatible test server; yields its base URL (``.../v1``)."""
+    server = ServiceProcess("fake-openai", [sys.executable, str(ROOT / "tests/support/fake_openai.py")], {},
+                            tmp_path)
+    server.start()
+    port = server.wait_for(r"listening on (\d+)").group(1)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def llm_env(fake_openai: str) -> dict[str, str]:
+    """Environment that points an orchestrator at the fake OpenAI server."""
+    return {"OPENAI_API_KEY": "sk-test-not-a-real-key", "OPENAI_BASE_URL": fake_openai, "OPENAI_MODEL": "fake-model"}

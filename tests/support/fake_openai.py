@@ -1,0 +1,150 @@
+"""A small OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It streams (SSE) or returns whole completions, like the real API.  What it answers
+is steered by directives inside the last user message, so each test says what the
+"model" should do:
+
+    [status:500]              answer with that HTTP error
+    [delay:1.5]               wait before the first token
+    [gap:0.05]                wait between tokens
+    [tool:navigate:{"page":"/trips"}]   call that tool (arguments are JSON)
+    [say:some text]           stream exactly this text instead of the echo
+    [cut]                     drop the connection mid-stream
+
+By default it streams ``Echo: <message without directives>`` word by word.  Every
+request body it received is listed at ``GET /_requests``, so tests can check what
+the orchestrator sent (system prompt, history).
+
+Run: ``python tests/support/fake_openai.py [--port 0]``; it prints ``listening on PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+
+received: list[dict] = []
+
+
+def directives(text: str) -> tuple[dict[str, list[str]], str]:
+    found: dict[str, list[str]] = {}
+    for match in DIRECTIVE.finditer(text):
+        found.setdefault(match.group(1), []).append(match.group(2) or "")
+    return found, DIRECTIVE.sub("", text).strip()
+
+
+def last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return message["content"]
+    return ""
+
+
+def chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def completions(request: Request) -> Response:
+    body = await request.json()
+    received.append(body)
+    found, text = directives(last_user_text(body))
+    if "status" in found:
+        code = int(found["status"][0])
+        return JSONResponse({"error": {"message": f"fake error {code}", "type": "fake"}}, status_code=code)
+    if "delay" in found:
+        await asyncio.sleep(float(found["delay"][0]))
+    reply = found["say"][0] if "say" in found else f"Echo: {text}"
+    words = re.findall(r"\S+\s*", reply)
+    tools = [t.split(":", 1) for t in found.get("tool", [])]
+    model = body.get("model", "fake")
+    if not body.get("stream"):
+        return JSONResponse(_whole(model, reply, tools))
+    gap = float(found["gap"][0]) if "gap" in found else 0.0
+    return StreamingResponse(_stream(model, words, tools, gap, "cut" in found), media_type="text/event-stream")
+
+
+async def _stream(model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool) -> AsyncIterator[bytes]:
+    yield chunk(model, {"role": "assistant", "content": ""})
+    for i, word in enumerate(words):
+        if gap and i:
+            await asyncio.sleep(gap)
+        if cut and i == len(words) // 2:
+            raise ConnectionResetError("cut by test directive")
+        yield chunk(model, {"content": word})
+    for index, (name, arguments) in enumerate(tools):
+        call = {"index": index, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
+                "function": {"name": name, "arguments": ""}}
+        yield chunk(model, {"tool_calls": [call]})
+        half = len(arguments) // 2  # arguments arrive in pieces, as from the real API
+        for piece in (arguments[:half], arguments[half:]):
+            yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield chunk(model, {}, "tool_calls" if tools else "stop")
+    yield b"data: [DONE]\n\n"
+
+
+def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:
+    message: dict = {"role": "assistant", "content": reply}
+    if tools:
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+            for i, (n, a) in enumerate(tools)
+        ]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+
+
+async def requests_seen(request: Request) -> Response:
+    return JSONResponse(received)
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/_requests", requests_seen),
+    ]
+)
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        port = self.servers[0].sockets[0].getsockname()[1]
+        print(f"listening on {port}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    _Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
