@@ -6,17 +6,20 @@ and, when it asks for one, its own database, so runs never see each other.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import nats
+import nats.js.errors
 import pytest
+from pam_shared.subjects import Subjects
 from support import servers
 from support.processes import BIN, ROOT, ServiceProcess, free_port
-
-TEST_JWT_SECRET = "pam-test-secret-0123456789abcdef"
+from support.tokens import TEST_JWT_SECRET
 
 P = TypeVar("P", bound=ServiceProcess)
 
@@ -75,7 +78,7 @@ class Stack:
 
     def gateway(self, **env: str) -> GatewayProcess:
         env = {"PAM_GATEWAY_PORT": str(free_port()), **env}
-        return self._spawn("pam-gateway", "Application startup complete", env, GatewayProcess)
+        return self._spawn("pam-gateway", "Uvicorn running on", env, GatewayProcess)
 
     def orchestrator(self, **env: str) -> ServiceProcess:
         return self._spawn("pam-orchestrator", "ready: serving", env, ServiceProcess)
@@ -89,19 +92,30 @@ class Stack:
 
 
 @pytest.fixture
-def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: Path) -> Iterator[Stack]:
     running = Stack(service_env, tmp_path)
     try:
         yield running
     finally:
         running.close()
+        asyncio.run(_delete_stream(nats_url, Subjects(namespace).events_stream))
+
+
+async def _delete_stream(nats_url: str, stream: str) -> None:
+    """Streams outlive processes; each test removes the one its namespace made."""
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
 def fake_openai(tmp_path: Path) -> Iterator[str]:
     """The OpenAI-compatible test server; yields its base URL (``.../v1``)."""
-    server = ServiceProcess("fake-openai", [sys.executable, str(ROOT / "tests/support/fake_openai.py")], {},
-                            tmp_path)
+    server = ServiceProcess("fake-openai", [sys.executable, str(ROOT / "tests/support/fake_openai.py")], {}, tmp_path)
     server.start()
     port = server.wait_for(r"listening on (\d+)").group(1)
     try:

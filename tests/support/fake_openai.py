@@ -92,8 +92,12 @@ async def _stream(model: str, words: list[str], tools: list[list[str]], gap: flo
             raise ConnectionResetError("cut by test directive")
         yield chunk(model, {"content": word})
     for index, (name, arguments) in enumerate(tools):
-        call = {"index": index, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
-                "function": {"name": name, "arguments": ""}}
+        call = {
+            "index": index,
+            "id": f"call_{uuid.uuid4().hex[:8]}",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
         yield chunk(model, {"tool_calls": [call]})
         half = len(arguments) // 2  # arguments arrive in pieces, as from the real API
         for piece in (arguments[:half], arguments[half:]):

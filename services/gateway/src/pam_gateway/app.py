@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
 from pam_shared import bus
+from pam_shared.journal import Journal
 from pam_shared.settings import Settings
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
@@ -26,6 +27,7 @@ class Gateway:
         self.sessions: set[session.Session] = set()
         self.nc: Client | None = None
         self.relay: Relay
+        self.journal: Journal
 
     async def start(self) -> None:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-gateway-{self.settings.instance_id}")
@@ -33,9 +35,12 @@ class Gateway:
             self.nc, self.settings.subjects, self.settings.instance_id, self.settings.reply_timeout_seconds
         )
         await self.relay.start()
+        self.journal = Journal(self.nc, self.settings.subjects)
+        await self.journal.start()
 
     async def stop(self) -> None:
         await self.relay.stop()
+        await self.journal.close()
         if self.nc is not None:
             await self.nc.drain()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import msgspec
 from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, authenticate
 from pam_shared.errors import error_frame
+from pam_shared.events import UserMessage
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import Chat, Connection, Ping, Pong, client_decoder, encoder
 from starlette.websockets import WebSocket, WebSocketState
@@ -94,7 +96,22 @@ class Session:
             message_id=chat.message_id,
         )
         log.debug("chat received", extra={**self.log_extra, "marker": logs.INCOMING})
+        if not self.identity.demo:
+            self.gateway.journal.record(_user_message(request))
         await relay.send(request, self.outbox, chat.message_id)
+
+
+def _user_message(request: ChatRequest) -> UserMessage:
+    return UserMessage(
+        event_id=uuid.uuid4().hex,
+        session_id=request.session_id,
+        user_id=request.user_id,
+        content=request.message,
+        created_at=request.received_at,
+        client_message_id=request.message_id,
+        region=request.context.region,
+        current_page=request.context.current_page,
+    )
 
 
 async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None) -> None:

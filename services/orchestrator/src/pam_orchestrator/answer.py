@@ -1,4 +1,4 @@
-"""Answering one chat: classify, pick an engine, stream the answer, always end it."""
+"""Answering one chat: classify, stream the engine's answer, always end it, say how it went."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from pam_shared import logs
-from pam_shared.internal import ChatRequest
+from pam_shared.internal import ChatRequest, Turn
 
 from pam_orchestrator import tools
-from pam_orchestrator.engine import Engine, EngineFailure
+from pam_orchestrator.engine import Engine, EngineFailure, Usage
 from pam_orchestrator.intents import classify
 from pam_orchestrator.replies import ReplyStream
 
@@ -20,37 +21,52 @@ log = logging.getLogger("pam.orchestrator.answer")
 PROGRESS_INTERVAL_SECONDS = 2.0
 
 
-async def answer(request: ChatRequest, engine: Engine, replies: ReplyStream) -> None:
+@dataclass
+class Outcome:
+    """What happened, for analytics and the assistant-message record."""
+
+    intent: str
+    text: str
+    total_ms: float
+    first_chunk_ms: float | None
+    usage: Usage | None
+    error_code: str | None
+
+
+async def answer(request: ChatRequest, engine: Engine, replies: ReplyStream, history: list[Turn]) -> Outcome:
     """Stream ``engine``'s answer; the gateway always gets exactly one final frame."""
     extra = {"session_id": request.session_id, "user_id": request.user_id, "message_id": replies.message_id}
     intent = classify(request.message)
     keepalive = asyncio.create_task(_keep_alive(replies))
     started = time.monotonic()
+    usage, error_code, text = None, None, ""
     try:
-        async for piece in engine.stream(request, intent, []):
+        async for piece in engine.stream(request, intent, [{"role": t.role, "content": t.content} for t in history]):
             if isinstance(piece, str):
                 await replies.chunk(piece)
+            elif isinstance(piece, Usage):
+                usage = piece
             else:
                 await replies.ui_actions(piece)
         text = replies.text or tools.describe(replies.actions)
         await replies.finish(text, intent)
-        log.info(
-            "answered %s via %s in %.0f ms",
-            intent,
-            engine.name,
-            (time.monotonic() - started) * 1000,
-            extra={**extra, "marker": logs.OK},
-        )
     except EngineFailure as exc:
         log.warning("LLM failed: %s", exc.kind, extra={**extra, "marker": logs.ERROR})
-        await replies.fail("llm_error", {"kind": exc.kind})
+        error_code = "llm_error"
+        await replies.fail(error_code, {"kind": exc.kind})
     except Exception:
         log.exception("answer failed", extra={**extra, "marker": logs.ERROR})
-        await replies.fail("internal_error")
+        error_code = "internal_error"
+        await replies.fail(error_code)
     finally:
         keepalive.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keepalive
+    total_ms = (time.monotonic() - started) * 1000
+    first = (replies.first_chunk_at - started) * 1000 if replies.first_chunk_at else None
+    if error_code is None:
+        log.info("answered %s via %s in %.0f ms", intent, engine.name, total_ms, extra={**extra, "marker": logs.OK})
+    return Outcome(intent, text, total_ms, first, usage, error_code)
 
 
 async def _keep_alive(replies: ReplyStream) -> None:

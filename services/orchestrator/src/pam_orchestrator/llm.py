@@ -12,7 +12,7 @@ from pam_shared.protocol import UiAction
 from pam_shared.settings import Settings
 
 from pam_orchestrator import prompt, tools
-from pam_orchestrator.engine import EngineFailure, Piece
+from pam_orchestrator.engine import EngineFailure, Piece, Usage
 
 log = logging.getLogger("pam.orchestrator.llm")
 
@@ -43,8 +43,11 @@ class OpenAIEngine:
                 messages=prompt.messages(request, intent, history),  # type: ignore[arg-type]
                 tools=tools.TOOLS,  # type: ignore[arg-type]
                 stream=True,
+                stream_options={"include_usage": True},
             )
             async for chunk in response:
+                if chunk.usage is not None:
+                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:

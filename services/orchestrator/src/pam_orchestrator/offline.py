@@ -43,6 +43,7 @@ def find_amount(message: str) -> float | None:
 
 class OfflineEngine:
     name = "offline"
+    model = None
 
     def __init__(self, mode: str = "offline") -> None:
         self.mode = mode

@@ -12,12 +12,15 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 from pam_shared import __version__, bus, logs
 from pam_shared.internal import ChatRequest, chat_request_decoder
+from pam_shared.journal import Journal
 from pam_shared.settings import Settings
 
 from pam_orchestrator.answer import answer
 from pam_orchestrator.engine import Engine
+from pam_orchestrator.history import recent_turns
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
+from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import ReplyStream
 
 log = logging.getLogger("pam.orchestrator")
@@ -32,12 +35,15 @@ class Orchestrator:
         self.inflight: set[asyncio.Task[None]] = set()
         self.nc: Client | None = None
         self.service: Service | None = None
+        self.journal: Journal | None = None
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
 
     async def start(self) -> None:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
+        self.journal = Journal(self.nc, self.names)
+        await self.journal.start()
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -67,9 +73,21 @@ class Orchestrator:
             log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
             return
         replies = ReplyStream(request.respond, chat.message_id)
-        task = asyncio.create_task(answer(chat, self.engine_for(chat), replies))
+        task = asyncio.create_task(self.serve(chat, replies))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
+
+    async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
+        """Answer one chat, then record it for persistence (demo sessions are not recorded)."""
+        assert self.nc is not None and self.journal is not None
+        engine = self.engine_for(chat)
+        history = (
+            [] if engine is self.offline else await recent_turns(self.nc, self.names, chat, self.settings.history_turns)
+        )
+        outcome = await answer(chat, engine, replies, history)
+        if not chat.demo:
+            for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
+                self.journal.record(event)
 
     async def drain(self) -> None:
         """Take no new chats, finish the ones in flight, then leave NATS."""
@@ -78,6 +96,8 @@ class Orchestrator:
         if self.inflight:
             log.info("draining %d answers in flight", len(self.inflight), extra={"marker": logs.CONNECTION})
             await asyncio.gather(*self.inflight, return_exceptions=True)
+        if self.journal is not None:
+            await self.journal.close()
         if self.llm is not None:
             await self.llm.close()
         if self.nc is not None:

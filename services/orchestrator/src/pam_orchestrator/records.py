@@ -1,0 +1,50 @@
+"""What an answer leaves behind for persistence: the assistant message and its analytics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from pam_shared.events import AnalyticsEvent, AssistantMessage, Event
+from pam_shared.internal import ChatRequest
+
+from pam_orchestrator.answer import Outcome
+from pam_orchestrator.engine import Engine
+from pam_orchestrator.replies import ReplyStream
+
+
+def answer_events(
+    request: ChatRequest, replies: ReplyStream, outcome: Outcome, engine: Engine, instance: str
+) -> list[Event]:
+    now = time.time()
+    usage = outcome.usage
+    analytics = AnalyticsEvent(
+        event_id=uuid.uuid4().hex,
+        session_id=request.session_id,
+        user_id=request.user_id,
+        message_id=replies.message_id,
+        intent=outcome.intent,
+        engine=engine.name,
+        model=engine.model,
+        orchestrator=instance,
+        total_ms=round(outcome.total_ms, 2),
+        created_at=now,
+        time_to_first_chunk_ms=round(outcome.first_chunk_ms, 2) if outcome.first_chunk_ms is not None else None,
+        tokens_in=usage.tokens_in if usage else None,
+        tokens_out=usage.tokens_out if usage else None,
+        error_code=outcome.error_code,
+    )
+    if outcome.error_code is not None:
+        return [analytics]
+    message = AssistantMessage(
+        event_id=replies.message_id,
+        session_id=request.session_id,
+        user_id=request.user_id,
+        message_id=replies.message_id,
+        content=outcome.text,
+        intent=outcome.intent,
+        created_at=now,
+        reply_to=request.message_id,
+        ui_actions=replies.actions,
+    )
+    return [message, analytics]
