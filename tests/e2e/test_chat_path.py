@@ -9,6 +9,11 @@ from support.client import PamClient, chat_frame
 from support.tokens import token
 
 
+async def requests_seen_by(fake_openai: str) -> list[dict]:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(fake_openai.removesuffix("/v1") + "/_requests")).json()
+
+
 async def open_session(url: str) -> PamClient:
     client = await PamClient.connect(url)
     hello = await client.recv()
@@ -41,7 +46,7 @@ async def test_context_shapes_the_prompt_the_model_sees(stack, llm_env, fake_ope
         await client.send(chat_frame("cheapest diesel near me?", "user-2"))
         assert (await client.answer())[-1]["type"] == "chat_response"
 
-    seen = httpx.get(fake_openai.removesuffix("/v1") + "/_requests").json()
+    seen = await requests_seen_by(fake_openai)
     system = seen[-1]["messages"][0]
     assert system["role"] == "system"
     assert "Queensland" in system["content"] and "/expenses" in system["content"]
@@ -92,7 +97,7 @@ async def test_demo_session_gets_the_offline_engine_with_an_expense_action(stack
     assert "demo mode" in frames[-1]["message"]
     action = next(f for f in frames if f["type"] == "ui_actions")["actions"][0]
     assert action["type"] == "create" and action["target"] == "expense" and action["data"]["amount"] == 23.4
-    assert httpx.get(fake_openai.removesuffix("/v1") + "/_requests").json() == []  # no LLM call for demo
+    assert await requests_seen_by(fake_openai) == []  # no LLM call for demo
 
 
 async def test_no_api_key_means_the_offline_engine_answers_live_users(stack):

@@ -7,7 +7,7 @@ one tagged union so an unknown ``type`` is rejected by msgspec itself.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -35,7 +35,7 @@ class ChatContext(msgspec.Struct):
 class Chat(msgspec.Struct, tag_field="type", tag="chat"):
     """A user's chat message. ``message_id`` is optional; replies carry it as ``reply_to``."""
 
-    message: str
+    message: Annotated[str, msgspec.Meta(min_length=1)]
     user_id: str | None = None
     context: ChatContext = msgspec.field(default_factory=ChatContext)
     message_id: str | None = None

@@ -41,6 +41,7 @@ class Settings:
     gateway_port: int
     max_message_bytes: int
     reply_timeout_seconds: float
+    progress_interval_seconds: float
     send_queue_bytes: int
     history_turns: int
     instance_id: str
@@ -79,6 +80,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
         reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
+        progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
         instance_id=read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),

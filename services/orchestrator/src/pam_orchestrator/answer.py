@@ -18,8 +18,6 @@ from pam_orchestrator.replies import ReplyStream
 
 log = logging.getLogger("pam.orchestrator.answer")
 
-PROGRESS_INTERVAL_SECONDS = 2.0
-
 
 @dataclass
 class Outcome:
@@ -33,11 +31,17 @@ class Outcome:
     error_code: str | None
 
 
-async def answer(request: ChatRequest, engine: Engine, replies: ReplyStream, history: list[Turn]) -> Outcome:
-    """Stream ``engine``'s answer; the gateway always gets exactly one final frame."""
+async def answer(
+    request: ChatRequest, engine: Engine, replies: ReplyStream, history: list[Turn], progress_every: float
+) -> Outcome:
+    """Stream ``engine``'s answer; the gateway always gets exactly one final frame.
+
+    While the engine is quiet, a progress message goes out every ``progress_every``
+    seconds, so the gateway can tell a slow model from a dead worker.
+    """
     extra = {"session_id": request.session_id, "user_id": request.user_id, "message_id": replies.message_id}
     intent = classify(request.message)
-    keepalive = asyncio.create_task(_keep_alive(replies))
+    keepalive = asyncio.create_task(_keep_alive(replies, progress_every))
     started = time.monotonic()
     usage, error_code, text = None, None, ""
     try:
@@ -69,9 +73,8 @@ async def answer(request: ChatRequest, engine: Engine, replies: ReplyStream, his
     return Outcome(intent, text, total_ms, first, usage, error_code)
 
 
-async def _keep_alive(replies: ReplyStream) -> None:
-    """Tell the gateway we are alive whenever nothing else has gone out for a while."""
+async def _keep_alive(replies: ReplyStream, interval: float) -> None:
     while True:
-        await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
-        if time.monotonic() - replies.last_sent >= PROGRESS_INTERVAL_SECONDS:
+        await asyncio.sleep(interval)
+        if time.monotonic() - replies.last_sent >= interval:
             await replies.progress()

@@ -84,7 +84,7 @@ class Orchestrator:
         history = (
             [] if engine is self.offline else await recent_turns(self.nc, self.names, chat, self.settings.history_turns)
         )
-        outcome = await answer(chat, engine, replies, history)
+        outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds)
         if not chat.demo:
             for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
                 self.journal.record(event)
