@@ -1,0 +1,48 @@
+import pytest
+from pam_shared.settings import ConfigError, load_settings
+
+
+def test_defaults_suit_development():
+    settings = load_settings({})
+    assert settings.environment == "development" and settings.demo_mode is True
+    assert settings.nats_url == "nats://127.0.0.1:4222" and settings.gateway_port == 8000
+    assert settings.subjects.chat_request == "pam.chat.request"
+
+
+def test_production_turns_demo_off_and_requires_a_secret():
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings({"ENVIRONMENT": "production"})
+    settings = load_settings({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 32})
+    assert settings.demo_mode is False
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PAM_GATEWAY_PORT": "eighty"}, "PAM_GATEWAY_PORT"),
+        ({"PAM_GATEWAY_PORT": "70000"}, "PAM_GATEWAY_PORT"),
+        ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
+        ({"PAM_DEMO_MODE": "maybe"}, "PAM_DEMO_MODE"),
+        ({"NATS_URL": "http://localhost:4222"}, "NATS_URL"),
+        ({"DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
+        ({"OPENAI_BASE_URL": "localhost:9000"}, "OPENAI_BASE_URL"),
+        ({"JWT_SECRET": "short"}, "JWT_SECRET"),
+        ({"PAM_INSTANCE_ID": "has.dots"}, "PAM_INSTANCE_ID"),
+        ({"PAM_NATS_NAMESPACE": "a b"}, "PAM_NATS_NAMESPACE"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env, variable):
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert str(error.value).startswith(variable)
+
+
+def test_a_database_password_is_never_echoed():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"DATABASE_URL": "mysql://user:hunter2@db/x"})
+    assert "hunter2" not in str(error.value)
+
+
+def test_supabase_database_url_is_accepted_as_is():
+    url = "postgresql://postgres.abc:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
+    assert load_settings({"DATABASE_URL": url}).database_url == url
