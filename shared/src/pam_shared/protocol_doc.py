@@ -1,0 +1,109 @@
+"""Render docs/protocol.md from the msgspec types, so the document cannot drift from the code.
+
+    python -m pam_shared.protocol_doc > docs/protocol.md      (or: make docs)
+
+A unit test fails when the committed document differs from what this prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from pam_shared.errors import MESSAGES
+from pam_shared.protocol import ClientFrame, ServerFrame
+
+INTRO = """\
+# PAM WebSocket protocol
+
+Generated from `shared/src/pam_shared/protocol.py` by `make docs`; do not edit by hand.
+
+## Endpoints
+
+- `ws://HOST/ws/{user_id}?token=JWT`: the seed's URL; the token's `sub` must equal `user_id`.
+- `ws://HOST/api/v1/pam/ws?token=JWT`: the user is taken from the token.
+
+The token is an HS256 JWT signed with `JWT_SECRET` (Supabase access tokens work as they are):
+`sub` is the user id, `exp` is required, `aud` if present must be `authenticated`. While demo
+mode is on, the token `demo-token` opens a demo session answered by the offline engine.
+
+Every frame is a JSON text frame with a `type` field. After a successful handshake the first
+server frame is `connection` with `status: "connected"`.
+
+## An answer
+
+A `chat` is answered by zero or more `chat_chunk` frames (`seq` counts from 0), at most one
+`ui_actions` frame, and then exactly one `chat_response` holding the whole text, or exactly
+one `error`. Nothing of that answer follows its `chat_response`/`error`, so a client can stop
+reading there. Every frame of an answer carries the chat's `message_id` as `reply_to`.
+A client that knows only the seed's types can ignore `chat_chunk` and read `chat_response`.
+"""
+
+CLOSE_CODES = [
+    (1009, "A frame far above `PAM_MAX_MESSAGE_BYTES` (smaller excesses get an `error` frame)."),
+    (1013, "The client stopped reading and its send queue passed `PAM_SEND_QUEUE_BYTES`."),
+    (4401, "The token is missing, invalid or expired (an `error` frame says which first)."),
+    (4403, "The token's user is not the user in the URL (`user_mismatch`)."),
+]
+
+
+def render() -> str:
+    _, components = msgspec.json.schema_components((ClientFrame, ServerFrame), ref_template="{name}")
+    parts = [INTRO, "## Client → server frames\n"]
+    parts += [_frame(components[t.__name__]) for t in ClientFrame.__args__]
+    parts.append("## Server → client frames\n")
+    parts += [_frame(components[t.__name__]) for t in ServerFrame.__args__]
+    parts.append("## Nested types\n")
+    parts += [_frame(components[name]) for name in ("ChatContext", "SessionData", "UiAction")]
+    parts.append(_table("Error codes", ("code", "message"), [(f"`{c}`", m) for c, m in MESSAGES.items()]))
+    parts.append(_table("Close codes", ("code", "meaning"), [(f"`{c}`", m) for c, m in CLOSE_CODES]))
+    return "\n".join(parts)
+
+
+def _frame(schema: dict[str, Any]) -> str:
+    properties = schema["properties"]
+    tags = properties.get("type", {}).get("enum", [])
+    title = f"### `{tags[0]}`" if len(tags) == 1 else f"### {schema['title']}"
+    required = set(schema.get("required", []))
+    rows = [
+        (f"`{name}`", _type(prop), "yes" if name in required else "no", _default(prop))
+        for name, prop in properties.items()
+    ]
+    header = f"{title}\n\n{schema.get('description', '')}\n"
+    return header + "\n" + _rows(("field", "type", "required", "default"), rows)
+
+
+def _type(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return f"`{prop['$ref']}`"
+    if "enum" in prop:
+        return " \\| ".join(f'`"{v}"`' for v in prop["enum"])
+    if "anyOf" in prop:
+        return " \\| ".join(_type(p) for p in prop["anyOf"])
+    kind = prop.get("type")
+    if kind == "array":
+        return f"list of {_type(prop['items'])}"
+    if kind == "object":
+        return f"map of string to {_type(prop.get('additionalProperties', {}))}"
+    if kind == "string" and "minLength" in prop:
+        return f"string (at least {prop['minLength']} character)"
+    return kind or "any JSON"
+
+
+def _default(prop: dict[str, Any]) -> str:
+    return f"`{msgspec.json.encode(prop['default']).decode()}`" if "default" in prop else ""
+
+
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    return f"## {title}\n\n" + _rows(header, rows)
+
+
+def _rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
