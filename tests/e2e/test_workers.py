@@ -93,3 +93,24 @@ async def test_slow_llm_keeps_the_answer_alive_past_the_reply_timeout(stack, llm
         await client.recv()
         frames = await client.chat("slow one [delay:4]", "u1")
     assert frames[-1]["type"] == "chat_response" and frames[-1]["message"] == "Echo: slow one"
+
+
+async def test_several_gateways_and_orchestrators_side_by_side(stack):
+    """Each gateway gets exactly its own answers back; NATS is the only thing they share."""
+    stack.orchestrator()
+    stack.orchestrator()
+    gateways = [stack.gateway(), stack.gateway()]
+    clients = [await PamClient.connect(g.ws_url(f"/ws/u{i}?token=demo-token")) for i, g in enumerate(gateways)]
+    try:
+        for client in clients:
+            await client.recv()
+        for round_ in range(5):
+            for i, client in enumerate(clients):
+                await client.send({"type": "chat", "message": f"hello {round_}", "message_id": f"{i}-{round_}"})
+            for i, client in enumerate(clients):
+                frames = await client.answer()
+                assert {f["reply_to"] for f in frames} == {f"{i}-{round_}"}
+                assert frames[-1]["type"] == "chat_response"
+    finally:
+        for client in clients:
+            await client.close()
