@@ -23,7 +23,7 @@ def instances(gateway) -> list[dict]:
 async def test_two_orchestrators_share_the_work(stack):
     stack.orchestrator(PAM_INSTANCE_ID="worker-a")
     stack.orchestrator(PAM_INSTANCE_ID="worker-b")
-    gateway = stack.gateway()
+    gateway = stack.gateway(PAM_RATE_BURST="100")
     answers = await chat_n(gateway, 24)
     assert all(a[-1]["type"] == "chat_response" for a in answers)
     served = {i["metadata"]["instance"]: i["requests"] for i in instances(gateway)}

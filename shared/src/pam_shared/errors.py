@@ -17,6 +17,11 @@ MESSAGES: dict[str, str] = {
     "timeout": "PAM took too long to answer. Please try again.",
     "llm_error": "The AI service failed to answer. Please try again.",
     "internal_error": "Something went wrong on PAM's side.",
+    "worker_lost": "PAM lost track of that answer part-way through. Please ask again.",
+    "rate_limited": "You're sending messages too quickly. Please wait a moment.",
+    "connection_limited": "Too many connections. Please close other PAM tabs or try again shortly.",
+    "token_expiring": "Your sign-in is about to expire. Refreshing it keeps this conversation open.",
+    "resume_gap": "Some messages are too old to replay. Reload the conversation history.",
 }
 
 

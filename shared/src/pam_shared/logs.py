@@ -87,6 +87,7 @@ def setup_logging(service: str, instance: str, level: str, production: bool) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))  # its debug is every frame

@@ -11,21 +11,27 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+Label = Annotated[str, msgspec.Meta(max_length=64)]
+Timestamp = Annotated[str, msgspec.Meta(max_length=40)]
 
-class SessionData(msgspec.Struct, forbid_unknown_fields=False):
-    """What the frontend tracks about the user's session (the seed's usePamSession)."""
 
-    recent_intents: list[str] = []
-    intent_counts: dict[str, int] = {}
-    last_activity: str | None = None
-    session_start: str | None = None
+class SessionData(msgspec.Struct):
+    """What the frontend tracks about the user's session (the seed's usePamSession).
+
+    Bounded, so a client cannot make every prompt huge: 50 intents, 100 counters.
+    """
+
+    recent_intents: Annotated[list[Label], msgspec.Meta(max_length=50)] = []
+    intent_counts: Annotated[dict[Label, int], msgspec.Meta(max_length=100)] = {}
+    last_activity: Timestamp | None = None
+    session_start: Timestamp | None = None
 
 
 class ChatContext(msgspec.Struct):
     """Where the user is and what they have been doing, sent with every chat."""
 
-    region: str = ""
-    current_page: str = ""
+    region: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    current_page: Annotated[str, msgspec.Meta(max_length=500)] = ""
     session_data: SessionData = msgspec.field(default_factory=SessionData)
 
 
@@ -47,7 +53,13 @@ class Ping(msgspec.Struct, tag_field="type", tag="ping"):
     timestamp: str | None = None
 
 
-ClientFrame = Chat | Ping
+class Auth(msgspec.Struct, tag_field="type", tag="auth"):
+    """A fresh token for the open socket, sent before the old one expires."""
+
+    token: str
+
+
+ClientFrame = Chat | Ping | Auth
 
 
 # --- server -> client ---------------------------------------------------------
@@ -62,6 +74,8 @@ class Connection(msgspec.Struct, tag_field="type", tag="connection"):
     user_id: str | None = None
     mode: Literal["live", "demo"] | None = None
     timestamp: str | None = None
+    reason: str | None = None
+    expires_at: float | None = None
 
 
 class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk"):

@@ -44,6 +44,17 @@ class Settings:
     progress_interval_seconds: float
     send_queue_bytes: int
     history_turns: int
+    rate_burst: int
+    rate_per_second: float
+    user_messages_per_minute: int
+    max_sockets_per_user: int
+    ip_connects_per_minute: int
+    token_warning_seconds: float
+    shutdown_grace_seconds: float
+    persist_batch_size: int
+    persist_flush_ms: float
+    conversation_idle_minutes: float
+    db_pool_size: int
     instance_id: str
     log_level: str
 
@@ -82,7 +93,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
+        rate_burst=int(read.number("PAM_RATE_BURST", 20, low=1)),
+        rate_per_second=read.number("PAM_RATE_PER_SECOND", 2.0, low=0.01),
+        user_messages_per_minute=int(read.number("PAM_USER_MESSAGES_PER_MINUTE", 120, low=1)),
+        max_sockets_per_user=int(read.number("PAM_MAX_SOCKETS_PER_USER", 10, low=1)),
+        ip_connects_per_minute=int(read.number("PAM_IP_CONNECTS_PER_MINUTE", 600, low=1)),
+        token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
+        shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
+        persist_batch_size=int(read.number("PAM_PERSIST_BATCH_SIZE", 500, low=1, high=10_000)),
+        persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
+        conversation_idle_minutes=read.number("PAM_CONVERSATION_IDLE_MINUTES", 30.0, low=0.01),
+        db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
         instance_id=read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
         log_level=read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
     )

@@ -6,6 +6,8 @@ several stacks (or test runs) can share one NATS server without seeing each othe
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 REPLY_KIND_HEADER = "Pam-Reply"
@@ -13,6 +15,13 @@ REPLY_KIND_HEADER = "Pam-Reply"
 
 REPLY_END = "end"
 REPLY_PROGRESS = "progress"
+
+_SAFE_TOKEN = re.compile(r"[-_a-zA-Z0-9]{1,64}")
+
+
+def user_token(user_id: str) -> str:
+    """A subject/key-safe token for a user id: UUIDs as they are, anything else hashed."""
+    return user_id if _SAFE_TOKEN.fullmatch(user_id) else hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,19 @@ class Subjects:
     def reply_subject(self, gateway_id: str, request_id: str) -> str:
         return f"{self.reply_prefix(gateway_id)}{request_id}"
 
+    def user(self, user_id: str) -> str:
+        """Publish a server frame here to reach every socket ``user_id`` has open, on any gateway."""
+        return f"{self.namespace}.user.{user_token(user_id)}"
+
+    @property
+    def user_wildcard(self) -> str:
+        return f"{self.namespace}.user.*"
+
+    @property
+    def rate_bucket(self) -> str:
+        """The key-value bucket where gateways share per-user message counts."""
+        return f"{self.namespace.upper().replace('-', '_')}_RATES"
+
     @property
     def events_stream(self) -> str:
         """The JetStream stream that carries everything persistence writes."""
@@ -51,6 +73,26 @@ class Subjects:
     def history(self) -> str:
         """Request-reply: the last turns of a user's conversation, answered by persistence."""
         return f"{self.namespace}.persistence.history"
+
+    @property
+    def conversation_list(self) -> str:
+        """Request-reply: a user's conversations, newest first, answered by persistence."""
+        return f"{self.namespace}.persistence.conversations"
+
+    @property
+    def conversation_messages(self) -> str:
+        """Request-reply: the messages of one of a user's conversations."""
+        return f"{self.namespace}.persistence.messages"
+
+    @property
+    def analytics_summary(self) -> str:
+        """Request-reply: messages per day, intents and latencies over a window."""
+        return f"{self.namespace}.persistence.analytics"
+
+    @property
+    def persistence_consumer(self) -> str:
+        """The durable pull consumer on the events stream that every persistence instance shares."""
+        return "persistence"
 
     @property
     def orchestrator_service(self) -> str:

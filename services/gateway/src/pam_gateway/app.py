@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
-from pam_shared import bus
+from pam_shared import bus, logs
 from pam_shared.journal import Journal
+from pam_shared.protocol import Connection
 from pam_shared.settings import Settings
+from pam_shared.subjects import user_token
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from pam_gateway import health, session
+from pam_gateway import health, history_api, page, session
+from pam_gateway.outbox import Outbox
+from pam_gateway.pushes import Pushes
+from pam_gateway.quota import UserQuota
+from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
 from pam_gateway.relay import Relay
+
+log = logging.getLogger("pam.gateway")
 
 
 class Gateway:
@@ -24,25 +35,67 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.started = time.time()
-        self.sessions: set[session.Session] = set()
+        self.draining = False
+        self.by_user: dict[str, set[session.Session]] = defaultdict(set)
+        self.attempts = AttemptsPerMinute(settings.ip_connects_per_minute)
+        self.user_sockets = SocketsPerUser(settings.max_sockets_per_user)
         self.nc: Client | None = None
         self.relay: Relay
         self.journal: Journal
+        self.quota: UserQuota
+        self.pushes: Pushes
 
     async def start(self) -> None:
-        self.nc = await bus.connect(self.settings.nats_url, f"pam-gateway-{self.settings.instance_id}")
-        self.relay = Relay(
-            self.nc, self.settings.subjects, self.settings.instance_id, self.settings.reply_timeout_seconds
-        )
-        await self.relay.start()
-        self.journal = Journal(self.nc, self.settings.subjects)
-        await self.journal.start()
+        settings, names = self.settings, self.settings.subjects
+        self.nc = await bus.connect(settings.nats_url, f"pam-gateway-{settings.instance_id}")
+        self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds)
+        self.journal = Journal(self.nc, names)
+        self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
+        self.pushes = Pushes(self.nc, names, self.outboxes_of)
+        for part in (self.relay, self.journal, self.quota, self.pushes):
+            await part.start()
 
     async def stop(self) -> None:
-        await self.relay.stop()
+        for part in (self.pushes, self.quota, self.relay):
+            await part.stop()
         await self.journal.close()
         if self.nc is not None:
             await self.nc.drain()
+
+    @property
+    def sessions(self) -> list[session.Session]:
+        return [s for sessions in self.by_user.values() for s in sessions]
+
+    def add(self, socket: session.Session) -> None:
+        self.by_user[user_token(socket.identity.user_id)].add(socket)
+
+    def remove(self, socket: session.Session) -> None:
+        key = user_token(socket.identity.user_id)
+        self.by_user[key].discard(socket)
+        if not self.by_user[key]:
+            del self.by_user[key]
+
+    def outboxes_of(self, user_key: str) -> list[Outbox]:
+        return [s.outbox for s in self.by_user.get(user_key, ())]
+
+    async def drain(self) -> None:
+        """Deploy-friendly shutdown: warn every client, let answers finish, close with 1012."""
+        self.draining = True
+        sessions = self.sessions
+        log.info("draining %d sockets", len(sessions), extra={"marker": logs.CONNECTION})
+        for socket in sessions:
+            socket.send(
+                Connection(
+                    status="disconnected",
+                    message="PAM is restarting; reconnecting…",
+                    session_id=socket.id,
+                    reason="server_restart",
+                    timestamp=session.now_iso(),
+                )
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.relay.idle.wait(), self.settings.shutdown_grace_seconds)
+        await asyncio.gather(*(s.outbox.close(session.SERVICE_RESTART) for s in sessions))
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -67,6 +120,9 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/api/v1/pam/ws", token_socket),
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed(gateway)),
+        *history_api.routes(gateway),
+        Route("/", page.index),
+        Mount("/static", page.files, name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway

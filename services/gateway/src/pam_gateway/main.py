@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 import uvicorn
 from pam_shared import logs
 from pam_shared.settings import ConfigError, load_settings
 
-from pam_gateway.app import create_app
+from pam_gateway.app import Gateway, create_app
 
 log = logging.getLogger("pam.gateway")
 
@@ -32,8 +33,9 @@ def main() -> None:
         "on" if settings.demo_mode else "off",
         extra={"marker": logs.CONNECTION},
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
@@ -41,3 +43,18 @@ def main() -> None:
         ws_per_message_deflate=False,
         server_header=False,
     )
+    DrainingServer(config, app.state.gateway).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but on SIGTERM the gateway drains its sockets before uvicorn closes them."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting before anything else
+        await self.gateway.drain()
+        await super().shutdown(sockets)

@@ -46,12 +46,18 @@ class Outbox:
             self._writer = asyncio.create_task(self._drain())
 
     async def close(self, code: int) -> None:
-        """Send what is queued, then close the socket with ``code``."""
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        """Send what is queued (within a bound), then close the socket with ``code``."""
         self.closed = True
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_TIMEOUT_SECONDS)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._websocket.close(code), CLOSE_TIMEOUT_SECONDS)
+
+    def close_soon(self, code: int) -> None:
+        """Like ``close``, from code that cannot wait; later frames are dropped."""
+        if self._closer is None:
+            self._closer = asyncio.create_task(self.close(code))
 
     def discard(self) -> None:
         """The socket is gone: drop queued frames and stop writing."""
@@ -75,8 +81,4 @@ class Outbox:
 
     def _shut(self, code: int) -> None:
         self.discard()
-        self._closer = asyncio.create_task(self._close_now(code))
-
-    async def _close_now(self, code: int) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._websocket.close(code), CLOSE_TIMEOUT_SECONDS)
+        self.close_soon(code)

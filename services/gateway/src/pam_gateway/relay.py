@@ -1,8 +1,13 @@
 """The gateway's side of the chat path: publish requests, route streamed replies back.
 
-Each gateway instance owns one wildcard subscription, ``pam.reply.<gateway_id>.>``;
+Each gateway instance owns one wildcard subscription, ``<ns>.reply.<gateway_id>.>``;
 the last subject token is the request id, which finds the socket to forward to.
 Reply payloads are already client frames, so they are forwarded without decoding.
+
+Orchestrators send progress while the model is quiet, so silence means a lost
+worker: a request that has streamed nothing yet is retried once on another worker
+(under a new request id, so a late reply from the first one is ignored); one that
+has streamed is ended with ``worker_lost``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pam_shared import logs, subjects
 from pam_shared.errors import error_frame
-from pam_shared.internal import ChatRequest, chat_request_encoder
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
 
@@ -34,16 +38,20 @@ NO_RESPONDERS = "503"
 class Pending:
     outbox: Outbox
     reply_to: str | None
+    request: bytes
     last_seen: float
+    streamed: bool = False
+    retried: bool = False
 
 
 class Relay:
     def __init__(self, nc: Client, names: Subjects, gateway_id: str, timeout: float) -> None:
         self.nc = nc
         self.names = names
-        self.gateway_id = gateway_id
         self.timeout = timeout
         self.pending: dict[str, Pending] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._prefix = names.reply_prefix(gateway_id)
         self._ids = itertools.count(1)
         self._sub: Subscription | None = None
@@ -62,20 +70,22 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
-    def next_request_id(self) -> str:
-        return str(next(self._ids))
+    async def send(self, request: bytes, outbox: Outbox, reply_to: str | None) -> None:
+        """Hand an encoded ChatRequest to the orchestrators; every reply goes to ``outbox``."""
+        await self._publish(Pending(outbox, reply_to, request, time.monotonic()))
 
-    async def send(self, request: ChatRequest, outbox: Outbox, reply_to: str | None) -> None:
-        """Hand a chat to the orchestrators; every reply goes to ``outbox``."""
-        self.pending[request.request_id] = Pending(outbox, reply_to, time.monotonic())
-        reply = self._prefix + request.request_id
-        await self.nc.publish(self.names.chat_request, chat_request_encoder.encode(request), reply=reply)
+    async def _publish(self, pending: Pending) -> None:
+        request_id = str(next(self._ids))
+        self.pending[request_id] = pending
+        self.idle.clear()
+        await self.nc.publish(self.names.chat_request, pending.request, reply=self._prefix + request_id)
 
     async def _on_reply(self, msg: Msg) -> None:
         request_id = msg.subject[len(self._prefix) :]
         pending = self.pending.get(request_id)
         if pending is None:
-            return  # the answer ended or timed out already
+            return  # the answer ended, timed out or was retried already
+        pending.last_seen = time.monotonic()
         headers = msg.headers
         if headers:
             if headers.get("Status") == NO_RESPONDERS:
@@ -83,24 +93,40 @@ class Relay:
                 return
             kind = headers.get(subjects.REPLY_KIND_HEADER)
             if kind == subjects.REPLY_PROGRESS:
-                pending.last_seen = time.monotonic()
                 return
             if kind == subjects.REPLY_END:
-                del self.pending[request_id]
-        pending.last_seen = time.monotonic()
+                self._forget(request_id)
+        pending.streamed = True
         pending.outbox.put(msg.data.decode())
 
-    def _fail(self, request_id: str, code: str) -> None:
+    def _forget(self, request_id: str) -> Pending:
         pending = self.pending.pop(request_id)
-        frame = error_frame(code, reply_to=pending.reply_to)
-        pending.outbox.put(encoder.encode(frame).decode())
+        if not self.pending:
+            self.idle.set()
+        return pending
+
+    def _fail(self, request_id: str, code: str) -> None:
+        pending = self._forget(request_id)
+        pending.outbox.put(encoder.encode(error_frame(code, reply_to=pending.reply_to)).decode())
         log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR})
 
     async def _sweep(self) -> None:
-        """Fail every request that has heard nothing for ``timeout`` seconds."""
+        """Deal with every request that has heard nothing for ``timeout`` seconds."""
         interval = min(1.0, self.timeout / 4)
         while True:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - self.timeout
             for request_id in [r for r, p in self.pending.items() if p.last_seen < deadline]:
-                self._fail(request_id, "timeout")
+                await self._silent(request_id)
+
+    async def _silent(self, request_id: str) -> None:
+        pending = self.pending[request_id]
+        if pending.streamed:
+            self._fail(request_id, "worker_lost")
+        elif pending.retried or pending.outbox.closed:
+            self._fail(request_id, "timeout")
+        else:
+            log.warning("chat %s: worker silent, retrying on another", request_id, extra={"marker": logs.RECONNECT})
+            self._forget(request_id)
+            pending.retried, pending.last_seen = True, time.monotonic()
+            await self._publish(pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -11,14 +12,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from pam_shared import logs
-from pam_shared.auth import AuthError, Identity, authenticate
+from pam_shared.auth import AuthError, Identity, authenticate, verify_token
 from pam_shared.errors import error_frame
 from pam_shared.events import UserMessage
-from pam_shared.internal import ChatRequest
-from pam_shared.protocol import Chat, Connection, Ping, Pong, client_decoder, encoder
-from starlette.websockets import WebSocket, WebSocketState
+from pam_shared.internal import ChatRequest, chat_request_encoder
+from pam_shared.protocol import Auth, Chat, Connection, Ping, Pong, client_decoder, encoder
+from starlette.websockets import WebSocket
 
 from pam_gateway.outbox import Outbox
+from pam_gateway.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from pam_gateway.app import Gateway
@@ -27,7 +29,9 @@ log = logging.getLogger("pam.gateway.session")
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
-KNOWN_TYPES = frozenset({"chat", "ping"})
+RATE_LIMITED = 4429
+SERVICE_RESTART = 1012
+KNOWN_TYPES = frozenset({"chat", "ping", "auth"})
 
 
 class _Envelope(msgspec.Struct):
@@ -42,12 +46,15 @@ def now_iso() -> str:
 
 
 class Session:
-    def __init__(self, gateway: Gateway, websocket: WebSocket, identity: Identity) -> None:
+    def __init__(self, gateway: Gateway, outbox: Outbox, identity: Identity) -> None:
         self.gateway = gateway
         self.identity = identity
         self.id = secrets.token_hex(8)
-        self.outbox = Outbox(websocket, gateway.settings.send_queue_bytes)
+        self.outbox = outbox
+        settings = gateway.settings
+        self.bucket = TokenBucket(settings.rate_burst, settings.rate_per_second)
         self.log_extra = {"session_id": self.id, "user_id": identity.user_id}
+        self._expiry: list[asyncio.TimerHandle] = []
 
     def send(self, frame: msgspec.Struct) -> None:
         self.outbox.put(encoder.encode(frame).decode())
@@ -56,15 +63,24 @@ class Session:
         self.send(error_frame(code, details, reply_to))
 
     async def handle_text(self, text: str) -> None:
+        retry_after = self.bucket.take()
+        if retry_after:
+            self.send_error("rate_limited", {"retry_after": round(retry_after, 2)})
+            return
         try:
             frame = client_decoder.decode(text)
         except msgspec.DecodeError as exc:
             self._reject(text, exc)
             return
+        except RecursionError:
+            self.send_error("invalid_message", "JSON nested too deeply")
+            return
         if type(frame) is Chat:
             await self._chat(frame)
         elif type(frame) is Ping:
             self.send(Pong(timestamp=now_iso()))
+        elif type(frame) is Auth:
+            self._refresh(frame.token)
 
     def _reject(self, text: str, exc: msgspec.DecodeError) -> None:
         """Say precisely what was wrong with a frame that did not decode."""
@@ -73,7 +89,7 @@ class Session:
             return
         try:
             kind = _envelope_decoder.decode(text).type
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             kind = None
         if kind is not None and kind not in KNOWN_TYPES:
             self.send_error("unknown_type", {"type": kind[:64]})
@@ -84,9 +100,12 @@ class Session:
         if chat.user_id is not None and chat.user_id != self.identity.user_id:
             self.send_error("user_mismatch", reply_to=chat.message_id)
             return
-        relay = self.gateway.relay
+        retry_after = await self.gateway.quota.take(self.identity.user_id)
+        if retry_after:
+            self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
+            return
         request = ChatRequest(
-            request_id=relay.next_request_id(),
+            request_id=uuid.uuid4().hex,
             session_id=self.id,
             user_id=self.identity.user_id,
             demo=self.identity.demo,
@@ -98,7 +117,57 @@ class Session:
         log.debug("chat received", extra={**self.log_extra, "marker": logs.INCOMING})
         if not self.identity.demo:
             self.gateway.journal.record(_user_message(request))
-        await relay.send(request, self.outbox, chat.message_id)
+        await self.gateway.relay.send(chat_request_encoder.encode(request), self.outbox, chat.message_id)
+
+    def _refresh(self, token: str) -> None:
+        """Swap in a fresh token for the same user without reconnecting."""
+        try:
+            identity = verify_token(token, self.gateway.settings)
+        except AuthError as exc:
+            self.send_error(exc.code)
+            return
+        if identity.user_id != self.identity.user_id:
+            self.send_error("user_mismatch")
+            return
+        self.identity = identity
+        self.watch_expiry()
+        self.send(
+            Connection(
+                status="connected",
+                message="Token refreshed",
+                session_id=self.id,
+                user_id=identity.user_id,
+                mode="live",
+                timestamp=now_iso(),
+                expires_at=identity.expires_at,
+            )
+        )
+        log.info("token refreshed", extra={**self.log_extra, "marker": logs.OK})
+
+    def watch_expiry(self) -> None:
+        """Warn ``token_warning_seconds`` before the token's ``exp``; close with 4401 at it."""
+        self.stop_watching()
+        expires_at = self.identity.expires_at
+        if expires_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        settings = self.gateway.settings
+        in_seconds = expires_at - time.time()
+        warn_in = max(0.0, in_seconds - settings.token_warning_seconds)
+        self._expiry = [
+            loop.call_later(warn_in, self.send_error, "token_expiring", {"expires_at": expires_at}),
+            loop.call_later(in_seconds + settings.jwt_leeway_seconds, self._expired),
+        ]
+
+    def stop_watching(self) -> None:
+        for handle in self._expiry:
+            handle.cancel()
+        self._expiry = []
+
+    def _expired(self) -> None:
+        log.info("token expired on an open socket", extra={**self.log_extra, "marker": logs.CONNECTION})
+        self.send_error("token_expired")
+        self.outbox.close_soon(UNAUTHORIZED)
 
 
 def _user_message(request: ChatRequest) -> UserMessage:
@@ -116,15 +185,32 @@ def _user_message(request: ChatRequest) -> UserMessage:
 
 async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None) -> None:
     """The whole life of one socket."""
-    token = websocket.query_params.get("token")
     await websocket.accept()
-    try:
-        identity = authenticate(token, path_user_id, gateway.settings)
-    except AuthError as exc:
-        await _refuse(websocket, exc.code, gateway.settings.send_queue_bytes)
+    outbox = Outbox(websocket, gateway.settings.send_queue_bytes)
+    if gateway.draining:
+        await _refuse(outbox, None, SERVICE_RESTART)
         return
-    session = Session(gateway, websocket, identity)
-    gateway.sessions.add(session)
+    client_ip = websocket.client.host if websocket.client else "unknown"
+    if not gateway.attempts.allow(client_ip):
+        await _refuse(outbox, "connection_limited", RATE_LIMITED)
+        return
+    try:
+        identity = authenticate(websocket.query_params.get("token"), path_user_id, gateway.settings)
+    except AuthError as exc:
+        await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
+        return
+    if not gateway.user_sockets.acquire(identity.user_id):
+        await _refuse(outbox, "connection_limited", RATE_LIMITED)
+        return
+    try:
+        await _run(Session(gateway, outbox, identity), websocket)
+    finally:
+        gateway.user_sockets.release(identity.user_id)
+
+
+async def _run(session: Session, websocket: WebSocket) -> None:
+    gateway, identity = session.gateway, session.identity
+    gateway.add(session)
     mode = "demo" if identity.demo else "live"
     log.info("socket opened (%s)", mode, extra={**session.log_extra, "marker": logs.CONNECTION})
     session.send(
@@ -135,12 +221,15 @@ async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None
             user_id=identity.user_id,
             mode=mode,
             timestamp=now_iso(),
+            expires_at=identity.expires_at,
         )
     )
+    session.watch_expiry()
     try:
         await _read_frames(session, websocket)
     finally:
-        gateway.sessions.discard(session)
+        session.stop_watching()
+        gateway.remove(session)
         session.outbox.discard()
         log.info("socket closed", extra={**session.log_extra, "marker": logs.CONNECTION})
 
@@ -158,12 +247,15 @@ async def _read_frames(session: Session, websocket: WebSocket) -> None:
         if len(text) > limit // 4 and len(text.encode()) > limit:
             session.send_error("message_too_large", {"limit_bytes": limit})
             continue
-        await session.handle_text(text)
+        try:
+            await session.handle_text(text)
+        except Exception:  # a bug must cost one frame, never the socket
+            log.exception("frame handling failed", extra={**session.log_extra, "marker": logs.ERROR})
+            session.send_error("internal_error")
 
 
-async def _refuse(websocket: WebSocket, code: str, queue_bytes: int) -> None:
-    log.info("socket refused: %s", code, extra={"marker": logs.ERROR})
-    outbox = Outbox(websocket, queue_bytes)
-    outbox.put(encoder.encode(error_frame(code)).decode())
-    if websocket.client_state != WebSocketState.DISCONNECTED:
-        await outbox.close(FORBIDDEN if code == "user_mismatch" else UNAUTHORIZED)
+async def _refuse(outbox: Outbox, code: str | None, close_code: int) -> None:
+    log.info("socket refused: %s", code or close_code, extra={"marker": logs.ERROR})
+    if code is not None:
+        outbox.put(encoder.encode(error_frame(code)).decode())
+    await outbox.close(close_code)

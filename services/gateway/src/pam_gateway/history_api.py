@@ -1,0 +1,159 @@
+"""The read API: a user's conversations and messages, and an activity summary for admins.
+
+Every request carries ``Authorization: Bearer <jwt>``.  The data comes from persistence
+over NATS request-reply (the gateway never opens a database pool).  A user sees only
+their own data: someone else's conversation is a 404, exactly like one that does not
+exist.  Errors are JSON: ``{"error": code, "message": words for people}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from nats.errors import Error as NatsError
+from nats.micro.request import ERROR_CODE_HEADER
+from pam_shared.auth import AuthError, Identity, verify_token
+from pam_shared.errors import MESSAGES
+from pam_shared.queries import (
+    AnalyticsRequest,
+    ConversationsRequest,
+    MessagesRequest,
+    analytics_reply_decoder,
+    conversations_reply_decoder,
+    messages_reply_decoder,
+    query_encoder,
+)
+from pam_shared.subjects import Subjects
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from pam_gateway.app import Gateway
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+ADMIN_ROLES = frozenset({"admin", "service_role"})
+
+ERRORS: dict[str, tuple[int, str]] = {
+    "token_invalid": (401, MESSAGES["token_invalid"]),
+    "token_expired": (401, MESSAGES["token_expired"]),
+    "forbidden": (403, "This needs an admin token."),
+    "not_found": (404, "There is no such conversation."),
+    "bad_request": (400, "A query parameter is not valid."),
+    "persistence_unavailable": (503, "Conversation history is not available right now. Please try again shortly."),
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        super().__init__(code)
+        self.code, self.detail = code, detail
+
+
+def routes(gateway: Gateway) -> list[Route]:
+    api = HistoryApi(gateway)
+    return [
+        Route("/api/v1/conversations", _guarded(api.conversations)),
+        Route("/api/v1/conversations/{conversation_id}/messages", _guarded(api.messages)),
+        Route("/api/v1/analytics/summary", _guarded(api.analytics)),
+    ]
+
+
+class HistoryApi:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def conversations(self, request: Request) -> Response:
+        """The user's conversations, most recently active first; ``?limit=&cursor=``."""
+        identity = self._identity(request)
+        query = ConversationsRequest(identity.user_id, _int(request, "limit", 20, 1, 100), _cursor(request))
+        reply = await self._ask(self.names.conversation_list, query, conversations_reply_decoder)
+        return _json(reply)
+
+    async def messages(self, request: Request) -> Response:
+        """One of the user's conversations, oldest message first; ``?limit=&cursor=``."""
+        identity = self._identity(request)
+        conversation_id = request.path_params["conversation_id"]
+        limit = _int(request, "limit", 100, 1, 200)
+        query = MessagesRequest(identity.user_id, conversation_id, limit, _cursor(request))
+        reply = await self._ask(self.names.conversation_messages, query, messages_reply_decoder)
+        if not reply.found:
+            raise ApiError("not_found")
+        body = {"conversation_id": conversation_id, "messages": reply.messages, "next_cursor": reply.next_cursor}
+        return _json(body)
+
+    async def analytics(self, request: Request) -> Response:
+        """Messages per day, intent and error counts, latency percentiles; ``?days=`` (admins only)."""
+        if self._identity(request).role not in ADMIN_ROLES:
+            raise ApiError("forbidden")
+        query = AnalyticsRequest(_int(request, "days", 30, 1, 366))
+        return _json(await self._ask(self.names.analytics_summary, query, analytics_reply_decoder))
+
+    @property
+    def names(self) -> Subjects:
+        return self.gateway.settings.subjects
+
+    def _identity(self, request: Request) -> Identity:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.gateway.settings)
+        except AuthError as exc:
+            raise ApiError(exc.code) from None
+
+    async def _ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
+        """Persistence's answer to ``query``; 503 when no instance answers in time."""
+        nc = self.gateway.nc
+        if nc is None:
+            raise ApiError("persistence_unavailable")
+        try:
+            reply = await nc.request(subject, query_encoder.encode(query), timeout=REQUEST_TIMEOUT_SECONDS)
+        except NatsError:  # no responders, timeout, reconnecting
+            raise ApiError("persistence_unavailable") from None
+        status = (reply.headers or {}).get(ERROR_CODE_HEADER)
+        if status == "400":
+            raise ApiError("bad_request", "cursor")
+        if status:
+            raise ApiError("persistence_unavailable")
+        return decoder.decode(reply.data)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn an ``ApiError`` into its JSON response."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            status, message = ERRORS[exc.code]
+            body: dict[str, str] = {"error": exc.code, "message": message}
+            if exc.detail:
+                body["detail"] = exc.detail
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse(body, status_code=status, headers=headers)
+
+    return endpoint
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("bad_request", name) from None
+    if not low <= value <= high:
+        raise ApiError("bad_request", name)
+    return value
+
+
+def _cursor(request: Request) -> str | None:
+    return request.query_params.get("cursor") or None
+
+
+def _json(body: object) -> Response:
+    return Response(query_encoder.encode(body), media_type="application/json")

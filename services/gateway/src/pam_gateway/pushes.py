@@ -1,0 +1,52 @@
+"""Frames other services push to a user: ``<ns>.user.<user>`` reaches every socket they have open.
+
+Every gateway subscribes to the wildcard and delivers to the sockets it holds, so a
+background job needs to know nothing about gateways.  A payload that is not a valid
+server frame is dropped and logged rather than sent to a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pam_shared import logs
+from pam_shared.protocol import server_decoder
+from pam_shared.subjects import Subjects
+
+from pam_gateway.outbox import Outbox
+
+log = logging.getLogger("pam.gateway.pushes")
+
+
+class Pushes:
+    def __init__(self, nc: Client, names: Subjects, outboxes_of: Callable[[str], Iterable[Outbox]]) -> None:
+        self.nc = nc
+        self.names = names
+        self.outboxes_of = outboxes_of
+        self._prefix_len = len(names.user_wildcard) - 1  # "<ns>.user."
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(self.names.user_wildcard, cb=self._on_push)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+    async def _on_push(self, msg: Msg) -> None:
+        outboxes = list(self.outboxes_of(msg.subject[self._prefix_len :]))
+        if not outboxes:
+            return
+        try:
+            server_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.warning("dropped a push that is not a server frame: %s", exc, extra={"marker": logs.ERROR})
+            return
+        text = msg.data.decode()
+        for outbox in outboxes:
+            outbox.put(text)

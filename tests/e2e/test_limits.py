@@ -1,0 +1,90 @@
+"""Rate and connection limits: answered with clear errors or 4429, never at anyone else's cost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import websockets
+from support.client import PamClient
+from support.tokens import token
+
+
+async def connected(url: str) -> PamClient:
+    client = await PamClient.connect(url)
+    assert (await client.recv())["type"] == "connection"
+    return client
+
+
+async def closed_with(url: str) -> tuple[dict, int]:
+    client = await PamClient.connect(url)
+    frame = await client.recv()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    return frame, closed.value.rcvd.code
+
+
+async def test_a_message_flood_is_rate_limited_and_the_socket_stays_open(stack):
+    stack.orchestrator()
+    gateway = stack.gateway(PAM_RATE_BURST="5", PAM_RATE_PER_SECOND="1")
+    async with await connected(gateway.ws_url("/ws/u?token=demo-token")) as client:
+        for _ in range(12):
+            await client.send({"type": "ping"})
+        replies = [await client.recv() for _ in range(12)]
+        assert [r["type"] for r in replies[:5]] == ["pong"] * 5
+        limited = replies[5:]
+        assert all(r["code"] == "rate_limited" for r in limited)
+        assert all(0 < r["details"]["retry_after"] <= 1 for r in limited)
+        await asyncio.sleep(limited[-1]["details"]["retry_after"])  # the client honours retry_after
+        await client.send({"type": "ping"})
+        assert (await client.recv())["type"] == "pong"
+
+
+async def test_per_user_message_limit_holds_across_gateways(stack):
+    """Two gateways share one per-user budget through the JetStream key-value bucket."""
+    into_minute = time.time() % 60
+    if into_minute > 50:  # budgets are per clock minute: start this test inside one
+        await asyncio.sleep(60 - into_minute)
+    stack.orchestrator()
+    limits = {"PAM_USER_MESSAGES_PER_MINUTE": "6", "PAM_RATE_BURST": "100"}
+    first, second = stack.gateway(**limits), stack.gateway(**limits)
+    user_token = token("busy-user")
+    a = await connected(first.ws_url(f"/ws/busy-user?token={user_token}"))
+    b = await connected(second.ws_url(f"/ws/busy-user?token={user_token}"))
+    try:
+        for _ in range(3):
+            assert (await a.chat("hello", "busy-user"))[-1]["type"] == "chat_response"
+        outcomes = []
+        for attempt in range(4):
+            frames = await b.chat(f"hello {attempt}", "busy-user")
+            outcomes.append(frames[-1].get("code", frames[-1]["type"]))
+        assert outcomes == ["chat_response"] * 3 + ["rate_limited"]  # 6 a minute, wherever they land
+        assert frames[-1]["details"]["retry_after"] > 0
+        other = await connected(second.ws_url(f"/ws/other?token={token('other')}"))
+        assert (await other.chat("my turn", "other"))[-1]["type"] == "chat_response"
+        await other.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_too_many_sockets_for_one_user_closes_the_extra_one_with_4429(stack):
+    gateway = stack.gateway(PAM_MAX_SOCKETS_PER_USER="2")
+    url = gateway.ws_url(f"/ws/u1?token={token('u1')}")
+    first, second = await connected(url), await connected(url)
+    frame, code = await closed_with(url)
+    assert (frame["code"], code) == ("connection_limited", 4429)
+    await first.close()
+    third = await connected(url)  # a slot freed up
+    for client in (second, third):
+        await client.close()
+
+
+async def test_connection_attempts_per_ip_are_limited_with_4429(stack):
+    gateway = stack.gateway(PAM_IP_CONNECTS_PER_MINUTE="3")
+    for _ in range(3):
+        client = await connected(gateway.ws_url("/ws/u?token=demo-token"))
+        await client.close()
+    frame, code = await closed_with(gateway.ws_url("/ws/u?token=demo-token"))
+    assert (frame["code"], code) == ("connection_limited", 4429)
