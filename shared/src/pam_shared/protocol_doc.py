@@ -38,13 +38,31 @@ A `chat` is answered by zero or more `chat_chunk` frames (`seq` counts from 0), 
 one `error`. Nothing of that answer follows its `chat_response`/`error`, so a client can stop
 reading there. Every frame of an answer carries the chat's `message_id` as `reply_to`.
 A client that knows only the seed's types can ignore `chat_chunk` and read `chat_response`.
+
+## Limits and live tokens
+
+Frames beyond the per-socket budget (`PAM_RATE_BURST`, refilled at `PAM_RATE_PER_SECOND`) and
+chats beyond the per-user budget (`PAM_USER_MESSAGES_PER_MINUTE`, shared by all gateways) are
+dropped with an `error` of code `rate_limited` whose `details.retry_after` says how many seconds
+to wait; the socket stays open.
+
+`PAM_TOKEN_WARNING_SECONDS` before the token's `exp` the server sends an `error` with code
+`token_expiring`. Sending `{"type": "auth", "token": "<fresh JWT>"}` swaps the token without
+reconnecting (answered by a `connection` frame with the new `expires_at`); without it the socket
+closes with 4401 at expiry.
+
+Any service can push a server frame to a user by publishing it on `<namespace>.user.<user_id>`;
+every socket that user has open, on every gateway, receives it.
 """
 
 CLOSE_CODES = [
+    (1007, "A text frame that is not valid UTF-8."),
     (1009, "A frame far above `PAM_MAX_MESSAGE_BYTES` (smaller excesses get an `error` frame)."),
+    (1012, "The gateway is restarting (after a `connection` frame with `status: disconnected`): reconnect."),
     (1013, "The client stopped reading and its send queue passed `PAM_SEND_QUEUE_BYTES`."),
     (4401, "The token is missing, invalid or expired (an `error` frame says which first)."),
     (4403, "The token's user is not the user in the URL (`user_mismatch`)."),
+    (4429, "Too many sockets for this user, or connection attempts from this IP (`connection_limited`)."),
 ]
 
 

@@ -72,6 +72,7 @@ class Orchestrator:
         except msgspec.DecodeError:
             log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
             return
+        log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
         replies = ReplyStream(request.respond, chat.message_id)
         task = asyncio.create_task(self.serve(chat, replies))
         self.inflight.add(task)
