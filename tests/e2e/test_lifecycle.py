@@ -91,8 +91,8 @@ async def test_a_worker_killed_before_streaming_is_retried_on_another(stack, llm
     async with await connected(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
         await client.send({"type": "chat", "message": "[delay:3] are you there"})
         doomed.wait_for("chat received")
-        doomed.kill()
         stack.orchestrator(**llm_env, **fast_failover, PAM_INSTANCE_ID="rescuer")
+        doomed.kill()
         frames = await client.answer(timeout=20)
     assert frames[-1]["type"] == "chat_response" and frames[-1]["message"] == "Echo: are you there"
 

@@ -59,7 +59,13 @@ class Auth(msgspec.Struct, tag_field="type", tag="auth"):
     token: str
 
 
-ClientFrame = Chat | Ping | Auth
+class Resume(msgspec.Struct, tag_field="type", tag="resume"):
+    """After a reconnect: send me every kept frame after ``last_event_id``, then live ones."""
+
+    last_event_id: Annotated[int, msgspec.Meta(ge=0)]
+
+
+ClientFrame = Chat | Ping | Auth | Resume
 
 
 # --- server -> client ---------------------------------------------------------
@@ -95,6 +101,7 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
     message_id: str
     intent: str
     reply_to: str | None = None
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 
 class UiAction(msgspec.Struct):
@@ -111,6 +118,7 @@ class UiActions(msgspec.Struct, tag_field="type", tag="ui_actions"):
     actions: list[UiAction]
     message_id: str | None = None
     reply_to: str | None = None
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 
 class ActionResponse(msgspec.Struct, tag_field="type", tag="action_response"):
@@ -119,6 +127,7 @@ class ActionResponse(msgspec.Struct, tag_field="type", tag="action_response"):
     status: Literal["completed", "failed"]
     action_id: str | None = None
     result: Any = None
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 
 class Error(msgspec.Struct, tag_field="type", tag="error"):
@@ -128,6 +137,7 @@ class Error(msgspec.Struct, tag_field="type", tag="error"):
     code: str
     details: Any = None
     reply_to: str | None = None
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 
 class Pong(msgspec.Struct, tag_field="type", tag="pong"):

@@ -51,8 +51,21 @@ to wait; the socket stays open.
 reconnecting (answered by a `connection` frame with the new `expires_at`); without it the socket
 closes with 4401 at expiry.
 
+## Resume after reconnect
+
+Frames that matter after a drop (an answer's `ui_actions` and its final `chat_response` or
+`error`, and every push) are kept for `PAM_RESUME_WINDOW_SECONDS` (default 15 minutes) in
+JetStream and carry an increasing integer `event_id`. A client that reconnects, to any gateway,
+sends `{"type": "resume", "last_event_id": <the highest event_id it saw>}` and receives every
+kept frame after it, in order, then live frames. `chat_chunk` frames carry no `event_id`: they
+are not kept, because the `chat_response` that ends the answer holds the whole text, so an
+answer that was still streaming when the socket dropped arrives whole. If frames after
+`last_event_id` have already left the window, an `error` with code `resume_gap` (and
+`details.oldest_event_id`) says so first; reload the conversation history then.
+
 Any service can push a server frame to a user by publishing it on `<namespace>.user.<user_id>`;
-every socket that user has open, on every gateway, receives it.
+every socket that user has open, on every gateway, receives it (`pam_shared.delivery.push`
+also keeps it for resume).
 """
 
 CLOSE_CODES = [

@@ -16,6 +16,12 @@ REPLY_KIND_HEADER = "Pam-Reply"
 REPLY_END = "end"
 REPLY_PROGRESS = "progress"
 
+EVENT_ID_HEADER = "Pam-Event-Id"
+"""The frame's event id (its sequence in the frames stream); gateways write it into the frame."""
+
+REQUEST_ID_HEADER = "Pam-Request-Id"
+"""On a user-subject copy of an answer's frame: the chat it answers."""
+
 _SAFE_TOKEN = re.compile(r"[-_a-zA-Z0-9]{1,64}")
 
 
@@ -51,6 +57,18 @@ class Subjects:
     @property
     def user_wildcard(self) -> str:
         return f"{self.namespace}.user.*"
+
+    def frames(self, user_id: str) -> str:
+        """Where a user's resumable frames are kept for the resume window."""
+        return f"{self.namespace}.frames.{user_token(user_id)}"
+
+    @property
+    def frames_wildcard(self) -> str:
+        return f"{self.namespace}.frames.*"
+
+    @property
+    def frames_stream(self) -> str:
+        return f"{self.namespace.upper().replace('-', '_')}_FRAMES"
 
     @property
     def rate_bucket(self) -> str:

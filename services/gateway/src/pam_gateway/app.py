@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
-from pam_shared import bus, logs
+from nats.js import JetStreamContext
+from pam_shared import bus, delivery, logs
 from pam_shared.journal import Journal
 from pam_shared.protocol import Connection
 from pam_shared.settings import Settings
@@ -20,7 +21,6 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from pam_gateway import health, history_api, page, session
-from pam_gateway.outbox import Outbox
 from pam_gateway.pushes import Pushes
 from pam_gateway.quota import UserQuota
 from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
@@ -44,6 +44,7 @@ class Gateway:
         self.journal: Journal
         self.quota: UserQuota
         self.pushes: Pushes
+        self.js: JetStreamContext
 
     async def start(self) -> None:
         settings, names = self.settings, self.settings.subjects
@@ -51,7 +52,9 @@ class Gateway:
         self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds)
         self.journal = Journal(self.nc, names)
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
-        self.pushes = Pushes(self.nc, names, self.outboxes_of)
+        self.pushes = Pushes(self.nc, names, self.sessions_of)
+        self.js = self.nc.jetstream()
+        await delivery.ensure_frames_stream(self.js, names, settings.resume_window_seconds)
         for part in (self.relay, self.journal, self.quota, self.pushes):
             await part.start()
 
@@ -75,8 +78,8 @@ class Gateway:
         if not self.by_user[key]:
             del self.by_user[key]
 
-    def outboxes_of(self, user_key: str) -> list[Outbox]:
-        return [s.outbox for s in self.by_user.get(user_key, ())]
+    def sessions_of(self, user_key: str) -> list[session.Session]:
+        return list(self.by_user.get(user_key, ()))
 
     async def drain(self) -> None:
         """Deploy-friendly shutdown: warn every client, let answers finish, close with 1012."""

@@ -1,14 +1,16 @@
-"""Frames other services push to a user: ``<ns>.user.<user>`` reaches every socket they have open.
+"""Frames for a user: ``<ns>.user.<user>`` reaches every socket they have open, on any gateway.
 
 Every gateway subscribes to the wildcard and delivers to the sockets it holds, so a
-background job needs to know nothing about gateways.  A payload that is not a valid
-server frame is dropped and logged rather than sent to a browser.
+background job needs to know nothing about gateways.  Orchestrators also copy the end
+of every answer here, for sockets that resumed after losing the one that asked.  A
+payload that is not a valid server frame is dropped and logged, never sent to a browser.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
 from nats.aio.client import Client
@@ -16,18 +18,19 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pam_shared import logs
 from pam_shared.protocol import server_decoder
-from pam_shared.subjects import Subjects
+from pam_shared.subjects import EVENT_ID_HEADER, REQUEST_ID_HEADER, Subjects
 
-from pam_gateway.outbox import Outbox
+if TYPE_CHECKING:
+    from pam_gateway.session import Session
 
 log = logging.getLogger("pam.gateway.pushes")
 
 
 class Pushes:
-    def __init__(self, nc: Client, names: Subjects, outboxes_of: Callable[[str], Iterable[Outbox]]) -> None:
+    def __init__(self, nc: Client, names: Subjects, sessions_of: Callable[[str], Iterable[Session]]) -> None:
         self.nc = nc
         self.names = names
-        self.outboxes_of = outboxes_of
+        self.sessions_of = sessions_of
         self._prefix_len = len(names.user_wildcard) - 1  # "<ns>.user."
         self._sub: Subscription | None = None
 
@@ -39,14 +42,15 @@ class Pushes:
             await self._sub.unsubscribe()
 
     async def _on_push(self, msg: Msg) -> None:
-        outboxes = list(self.outboxes_of(msg.subject[self._prefix_len :]))
-        if not outboxes:
+        sessions = list(self.sessions_of(msg.subject[self._prefix_len :]))
+        if not sessions:
             return
         try:
             server_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.warning("dropped a push that is not a server frame: %s", exc, extra={"marker": logs.ERROR})
             return
-        text = msg.data.decode()
-        for outbox in outboxes:
-            outbox.put(text)
+        headers = msg.headers or {}
+        event_id, chat_id = headers.get(EVENT_ID_HEADER), headers.get(REQUEST_ID_HEADER)
+        for session in sessions:
+            session.deliver_copy(msg.data, event_id, chat_id)

@@ -18,6 +18,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -27,16 +28,23 @@ from pam_shared.errors import error_frame
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
 
-from pam_gateway.outbox import Outbox
-
 log = logging.getLogger("pam.gateway.relay")
 
 NO_RESPONDERS = "503"
 
 
+class Recipient(Protocol):
+    """The session an answer is for (see session.Session)."""
+
+    inflight: set[str]
+
+    def deliver(self, frame: bytes, event_id: str | None) -> None: ...
+
+
 @dataclass(slots=True)
 class Pending:
-    outbox: Outbox
+    recipient: Recipient
+    chat_id: str
     reply_to: str | None
     request: bytes
     last_seen: float
@@ -70,9 +78,10 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
-    async def send(self, request: bytes, outbox: Outbox, reply_to: str | None) -> None:
-        """Hand an encoded ChatRequest to the orchestrators; every reply goes to ``outbox``."""
-        await self._publish(Pending(outbox, reply_to, request, time.monotonic()))
+    async def send(self, recipient: Recipient, chat_id: str, request: bytes, reply_to: str | None) -> None:
+        """Hand an encoded ChatRequest to the orchestrators; every reply goes to ``recipient``."""
+        recipient.inflight.add(chat_id)
+        await self._publish(Pending(recipient, chat_id, reply_to, request, time.monotonic()))
 
     async def _publish(self, pending: Pending) -> None:
         request_id = str(next(self._ids))
@@ -96,18 +105,22 @@ class Relay:
                 return
             if kind == subjects.REPLY_END:
                 self._forget(request_id)
+            event_id = headers.get(subjects.EVENT_ID_HEADER)
+        else:
+            event_id = None
         pending.streamed = True
-        pending.outbox.put(msg.data.decode())
+        pending.recipient.deliver(msg.data, event_id)
 
     def _forget(self, request_id: str) -> Pending:
         pending = self.pending.pop(request_id)
+        pending.recipient.inflight.discard(pending.chat_id)
         if not self.pending:
             self.idle.set()
         return pending
 
     def _fail(self, request_id: str, code: str) -> None:
         pending = self._forget(request_id)
-        pending.outbox.put(encoder.encode(error_frame(code, reply_to=pending.reply_to)).decode())
+        pending.recipient.deliver(encoder.encode(error_frame(code, reply_to=pending.reply_to)), None)
         log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR})
 
     async def _sweep(self) -> None:
@@ -123,10 +136,11 @@ class Relay:
         pending = self.pending[request_id]
         if pending.streamed:
             self._fail(request_id, "worker_lost")
-        elif pending.retried or pending.outbox.closed:
+        elif pending.retried:
             self._fail(request_id, "timeout")
         else:
             log.warning("chat %s: worker silent, retrying on another", request_id, extra={"marker": logs.RECONNECT})
             self._forget(request_id)
+            pending.recipient.inflight.add(pending.chat_id)
             pending.retried, pending.last_seen = True, time.monotonic()
             await self._publish(pending)

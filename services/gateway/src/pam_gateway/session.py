@@ -7,16 +7,18 @@ import logging
 import secrets
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from pam_shared import logs
+from pam_shared import delivery, logs
 from pam_shared.auth import AuthError, Identity, authenticate, verify_token
+from pam_shared.delivery import with_event_id
 from pam_shared.errors import error_frame
 from pam_shared.events import UserMessage
 from pam_shared.internal import ChatRequest, chat_request_encoder
-from pam_shared.protocol import Auth, Chat, Connection, Ping, Pong, client_decoder, encoder
+from pam_shared.protocol import Auth, Chat, Connection, Ping, Pong, Resume, client_decoder, encoder
 from starlette.websockets import WebSocket
 
 from pam_gateway.outbox import Outbox
@@ -31,7 +33,9 @@ UNAUTHORIZED = 4401
 FORBIDDEN = 4403
 RATE_LIMITED = 4429
 SERVICE_RESTART = 1012
-KNOWN_TYPES = frozenset({"chat", "ping", "auth"})
+KNOWN_TYPES = frozenset({"chat", "ping", "auth", "resume"})
+RECENT_EVENT_IDS = 64
+"""Event ids remembered per socket, so a frame reaching it twice (live and replayed) is sent once."""
 
 
 class _Envelope(msgspec.Struct):
@@ -55,12 +59,57 @@ class Session:
         self.bucket = TokenBucket(settings.rate_burst, settings.rate_per_second)
         self.log_extra = {"session_id": self.id, "user_id": identity.user_id}
         self._expiry: list[asyncio.TimerHandle] = []
+        self.inflight: set[str] = set()
+        self.resumed = False
+        self._recent_ids: deque[str] = deque(maxlen=RECENT_EVENT_IDS)
+        self._held: list[tuple[bytes, str | None]] | None = None
 
     def send(self, frame: msgspec.Struct) -> None:
         self.outbox.put(encoder.encode(frame).decode())
 
     def send_error(self, code: str, details: object = None, reply_to: str | None = None) -> None:
         self.send(error_frame(code, details, reply_to))
+
+    def deliver(self, frame: bytes, event_id: str | None) -> None:
+        """Forward an encoded frame from NATS, stamped with its event id, once."""
+        if self._held is not None:
+            self._held.append((frame, event_id))  # a replay is running: keep order
+            return
+        if event_id is not None:
+            if event_id in self._recent_ids:
+                return
+            self._recent_ids.append(event_id)
+            frame = with_event_id(frame, event_id)
+        self.outbox.put(frame.decode())
+
+    def deliver_copy(self, frame: bytes, event_id: str | None, chat_id: str | None) -> None:
+        """A frame from the user's subject: a push, or the end of an answer another socket lost."""
+        if chat_id is not None and (not self.resumed or chat_id in self.inflight):
+            return
+        self.deliver(frame, event_id)
+
+    async def _resume(self, after: int) -> None:
+        """Replay every kept frame after ``after``, then let live frames through again."""
+        self.resumed = True
+        self._held = []
+        names, js = self.gateway.settings.subjects, self.gateway.js
+        try:
+            oldest = await delivery.oldest_event_id(js, names)
+            if after + 1 < oldest:
+                self.send_error("resume_gap", {"oldest_event_id": oldest})
+            replayed = [
+                (msg.data, str(msg.seq)) async for msg in delivery.replay(js, names, self.identity.user_id, after)
+            ]
+        finally:
+            held, self._held = self._held, None
+        for frame, event_id in [*replayed, *held]:
+            self.deliver(frame, event_id)
+        log.info(
+            "resumed after event %d: %d replayed",
+            after,
+            len(replayed),
+            extra={**self.log_extra, "marker": logs.RECONNECT},
+        )
 
     async def handle_text(self, text: str) -> None:
         retry_after = self.bucket.take()
@@ -81,6 +130,8 @@ class Session:
             self.send(Pong(timestamp=now_iso()))
         elif type(frame) is Auth:
             self._refresh(frame.token)
+        elif type(frame) is Resume:
+            await self._resume(frame.last_event_id)
 
     def _reject(self, text: str, exc: msgspec.DecodeError) -> None:
         """Say precisely what was wrong with a frame that did not decode."""
@@ -117,7 +168,7 @@ class Session:
         log.debug("chat received", extra={**self.log_extra, "marker": logs.INCOMING})
         if not self.identity.demo:
             self.gateway.journal.record(_user_message(request))
-        await self.gateway.relay.send(chat_request_encoder.encode(request), self.outbox, chat.message_id)
+        await self.gateway.relay.send(self, request.request_id, chat_request_encoder.encode(request), chat.message_id)
 
     def _refresh(self, token: str) -> None:
         """Swap in a fresh token for the same user without reconnecting."""

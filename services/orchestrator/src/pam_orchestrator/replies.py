@@ -7,14 +7,19 @@ last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` heade
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from pam_shared import subjects
+from nats.aio.client import Client
+from pam_shared import delivery, subjects
 from pam_shared.errors import error_frame
 from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder
+from pam_shared.subjects import Subjects
+
+log = logging.getLogger("pam.orchestrator.replies")
 
 END = {subjects.REPLY_KIND_HEADER: subjects.REPLY_END}
 PROGRESS = {subjects.REPLY_KIND_HEADER: subjects.REPLY_PROGRESS}
@@ -23,10 +28,32 @@ PROGRESS = {subjects.REPLY_KIND_HEADER: subjects.REPLY_PROGRESS}
 Respond = Callable[[bytes, dict[str, str] | None], Awaitable[None]]
 """Publishes one message to the requester's reply subject (``nats.micro`` Request.respond)."""
 
+Keep = Callable[[bytes], Awaitable[dict[str, str]]]
+"""Stores a lasting frame for resume; returns the headers (event id) to send it with."""
+
+
+class Keeper:
+    """Keeps an answer's lasting frames for resume and copies them to the user's subject,
+    so a client that reconnected elsewhere still gets the end of an answer it lost."""
+
+    def __init__(self, nc: Client, names: Subjects, user_id: str, request_id: str) -> None:
+        self.nc, self.names, self.user_id, self.request_id = nc, names, user_id, request_id
+
+    async def __call__(self, frame: bytes) -> dict[str, str]:
+        try:
+            event_id = str(await delivery.store(self.nc.jetstream(), self.names, self.user_id, frame))
+        except Exception as exc:  # JetStream trouble: the frame still goes out, just not resumable
+            log.warning("frame not kept for resume: %s", exc)
+            return {}
+        headers = {subjects.EVENT_ID_HEADER: event_id, subjects.REQUEST_ID_HEADER: self.request_id}
+        await self.nc.publish(self.names.user(self.user_id), frame, headers=headers)
+        return {subjects.EVENT_ID_HEADER: event_id}
+
 
 class ReplyStream:
-    def __init__(self, respond: Respond, reply_to: str | None) -> None:
+    def __init__(self, respond: Respond, reply_to: str | None, keep: Keep) -> None:
         self.respond = respond
+        self.keep = keep
         self.reply_to = reply_to
         self.message_id = uuid.uuid4().hex
         self.parts: list[str] = []
@@ -48,7 +75,7 @@ class ReplyStream:
     async def ui_actions(self, actions: list[UiAction]) -> None:
         self.actions.extend(actions)
         frame = UiActions(actions=actions, message_id=self.message_id, reply_to=self.reply_to)
-        await self._publish(encoder.encode(frame))
+        await self._publish_kept(encoder.encode(frame))
 
     async def finish(self, text: str, intent: str) -> None:
         frame = ChatResponse(
@@ -58,13 +85,17 @@ class ReplyStream:
             intent=intent,
             reply_to=self.reply_to,
         )
-        await self._publish(encoder.encode(frame), END)
+        await self._publish_kept(encoder.encode(frame), end=True)
 
     async def fail(self, code: str, details: object = None) -> None:
-        await self._publish(encoder.encode(error_frame(code, details, self.reply_to)), END)
+        await self._publish_kept(encoder.encode(error_frame(code, details, self.reply_to)), end=True)
 
     async def progress(self) -> None:
         await self._publish(b"", PROGRESS)
+
+    async def _publish_kept(self, data: bytes, end: bool = False) -> None:
+        headers = await self.keep(data)
+        await self._publish(data, {**headers, **END} if end else headers or None)
 
     async def _publish(self, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.last_sent = time.monotonic()

@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pam_shared import __version__, bus, logs
+from pam_shared import __version__, bus, delivery, logs
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.settings import Settings
@@ -21,7 +21,7 @@ from pam_orchestrator.history import recent_turns
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
-from pam_orchestrator.replies import ReplyStream
+from pam_orchestrator.replies import Keeper, ReplyStream
 
 log = logging.getLogger("pam.orchestrator")
 
@@ -44,6 +44,7 @@ class Orchestrator:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
         self.journal = Journal(self.nc, self.names)
         await self.journal.start()
+        await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, self.settings.resume_window_seconds)
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -73,7 +74,8 @@ class Orchestrator:
             log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
             return
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
-        replies = ReplyStream(request.respond, chat.message_id)
+        keeper = Keeper(self.nc, self.names, chat.user_id, chat.request_id)
+        replies = ReplyStream(request.respond, chat.message_id, keeper)
         task = asyncio.create_task(self.serve(chat, replies))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)

@@ -1,0 +1,63 @@
+"""Resumable delivery: frames kept in JetStream for the resume window, numbered by event id.
+
+A frame worth replaying (an answer's ``ui_actions`` and its final ``chat_response`` or
+``error``, and every push) is first stored on ``<ns>.frames.<user>``; its stream
+sequence becomes its event id.  It is then sent live with the id in the
+``Pam-Event-Id`` header, and gateways write the id into the JSON as they forward it.
+A client that reconnects asks for every frame after the last id it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from pam_shared.subjects import EVENT_ID_HEADER, Subjects
+
+
+async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_seconds: float) -> None:
+    config = StreamConfig(name=names.frames_stream, subjects=[names.frames_wildcard], max_age=window_seconds)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+async def store(js: JetStreamContext, names: Subjects, user_id: str, frame: bytes) -> int:
+    """Keep ``frame`` for the resume window; returns its event id."""
+    ack = await js.publish(names.frames(user_id), frame)
+    return ack.seq
+
+
+def with_event_id(frame: bytes, event_id: bytes | str | int) -> bytes:
+    """Write ``event_id`` into an encoded JSON object frame without decoding it."""
+    return b'{"event_id":' + str(event_id).encode() + b"," + frame.lstrip()[1:]
+
+
+async def replay(js: JetStreamContext, names: Subjects, user_id: str, after: int) -> AsyncIterator[RawStreamMsg]:
+    """Every kept frame of ``user_id`` with an event id above ``after``, oldest first."""
+    seq = after + 1
+    while True:
+        try:
+            msg = await js.get_msg(names.frames_stream, seq=seq, subject=names.frames(user_id), next=True)
+        except NotFoundError:
+            return
+        yield msg
+        seq = msg.seq + 1
+
+
+async def oldest_event_id(js: JetStreamContext, names: Subjects) -> int:
+    """The first event id still inside the resume window."""
+    info = await js.stream_info(names.frames_stream)
+    return info.state.first_seq
+
+
+async def push(nc: Client, names: Subjects, user_id: str, frame: bytes) -> int:
+    """Send a server frame to every socket ``user_id`` has open, resumable like an answer."""
+    event_id = await store(nc.jetstream(), names, user_id, frame)
+    await nc.publish(names.user(user_id), frame, headers={EVENT_ID_HEADER: str(event_id)})
+    return event_id
