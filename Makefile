@@ -20,9 +20,7 @@ $(VENV)/.installed: $(PYPROJECTS) | $(UV)
 	@touch $@
 
 run: install
-	$(VENV)/bin/pam-orchestrator & orchestrator=$$!; \
-	trap 'kill $$orchestrator 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/pam-gateway
+	$(VENV)/bin/pam-stack
 
 test: install
 	$(VENV)/bin/pytest
@@ -31,9 +29,18 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+docs: install
+	$(VENV)/bin/python -m pam_shared.protocol_doc > docs/protocol.md
+
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) .pam .pytest_cache .ruff_cache
+
+bench: install
+	$(VENV)/bin/python -m bench.run
+
+bench-quick: install
+	$(VENV)/bin/python -m bench.run --quick

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlparse
 
+import asyncpg
 import nats
 import nats.js.errors
 import pytest
@@ -45,6 +47,7 @@ def service_env(nats_url: str, namespace: str) -> dict[str, str]:
         "PAM_LOG_LEVEL": "debug",
         "OPENAI_API_KEY": "",
         "OPENAI_BASE_URL": "",
+        "PAM_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -128,3 +131,24 @@ def fake_openai(tmp_path: Path) -> Iterator[str]:
 def llm_env(fake_openai: str) -> dict[str, str]:
     """Environment that points an orchestrator at the fake OpenAI server."""
     return {"OPENAI_API_KEY": "sk-test-not-a-real-key", "OPENAI_BASE_URL": fake_openai, "OPENAI_MODEL": "fake-model"}
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A fresh, uniquely named PostgreSQL database for one test; dropped afterwards."""
+    admin_url = servers.postgres_admin_url()
+    name = f"pam_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield urlparse(admin_url)._replace(path=f"/{name}").geturl()
+    finally:
+        admin = await asyncpg.connect(admin_url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -12,6 +12,8 @@ import re
 import sys
 import time
 
+from pam_shared.tracing import current_traceparent, trace_id_of
+
 CONNECTION = "🔌"
 OUTGOING = "📤"
 INCOMING = "📨"
@@ -19,7 +21,15 @@ OK = "✅"
 ERROR = "❌"
 RECONNECT = "🔄"
 
-CONTEXT_FIELDS = ("session_id", "user_id", "message_id", "request_id", "event")
+CONTEXT_FIELDS = ("session_id", "user_id", "message_id", "trace_id", "event")
+EVENTS = {
+    CONNECTION: "connection",
+    OUTGOING: "outgoing",
+    INCOMING: "incoming",
+    OK: "ok",
+    ERROR: "error",
+    RECONNECT: "reconnect",
+}
 _TOKEN = re.compile(
     r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
 )
@@ -31,12 +41,45 @@ def redact(text: str) -> str:
 
 
 class _Redacting(logging.Filter):
+    """Scrubs tokens, and names the trace and event each line belongs to."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if not hasattr(record, "trace_id") and (trace_id := trace_id_of(current_traceparent.get())):
+            record.trace_id = trace_id
+        if not hasattr(record, "event") and (marker := getattr(record, "marker", None)) in EVENTS:
+            record.event = EVENTS[marker]
         return True
+
+
+class _Verbosity(logging.Filter):
+    """The configured level, plus debug lines for the users and sessions being debugged."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+        self.targets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        return getattr(record, "user_id", None) in self.targets or getattr(record, "session_id", None) in self.targets
+
+
+_verbosity = _Verbosity(logging.INFO)
+
+
+def debug_for(target: str, enabled: bool) -> None:
+    """Turn debug lines on or off for one user id or session id, at run time."""
+    if enabled:
+        _verbosity.targets.add(target)
+    else:
+        _verbosity.targets.discard(target)
+    root_level = logging.DEBUG if _verbosity.targets else _verbosity.level
+    logging.getLogger().setLevel(min(root_level, _verbosity.level))
 
 
 class HumanFormatter(logging.Formatter):
@@ -84,9 +127,11 @@ def setup_logging(service: str, instance: str, level: str, production: bool) -> 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, instance) if production else HumanFormatter(service))
     handler.addFilter(_Redacting())
+    _verbosity.level = logging.getLevelName(level.upper())
+    handler.addFilter(_verbosity)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(_verbosity.level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -52,6 +52,8 @@ class Settings:
     token_warning_seconds: float
     shutdown_grace_seconds: float
     resume_window_seconds: float
+    metrics_port: int
+    metrics_host: str
     persist_batch_size: int
     persist_flush_ms: float
     conversation_idle_minutes: float
@@ -102,6 +104,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
         resume_window_seconds=read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1),
+        metrics_port=int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
+        metrics_host=read.text("PAM_METRICS_HOST", "127.0.0.1"),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
         persist_batch_size=int(read.number("PAM_PERSIST_BATCH_SIZE", 500, low=1, high=10_000)),
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),

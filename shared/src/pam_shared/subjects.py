@@ -113,6 +113,15 @@ class Subjects:
         return "persistence"
 
     @property
+    def debug_control(self) -> str:
+        """Every service listens here to switch debug logging per user or session at run time."""
+        return f"{self.namespace}.control.debug"
+
+    @property
+    def gateway_service(self) -> str:
+        return f"{self.namespace}-gateway"
+
+    @property
     def orchestrator_service(self) -> str:
         """The ``nats.micro`` service name orchestrators register under."""
         return f"{self.namespace}-orchestrator"

@@ -10,8 +10,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from pam_shared import bus, delivery, logs
+from nats.micro import add_service
+from nats.micro.service import Service
+from pam_shared import __version__, bus, debugging, delivery, logs
 from pam_shared.journal import Journal
 from pam_shared.protocol import Connection
 from pam_shared.settings import Settings
@@ -20,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from pam_gateway import health, history_api, page, session
+from pam_gateway import health, history_api, metrics, page, session
 from pam_gateway.pushes import Pushes
 from pam_gateway.quota import UserQuota
 from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
@@ -45,6 +48,8 @@ class Gateway:
         self.quota: UserQuota
         self.pushes: Pushes
         self.js: JetStreamContext
+        self.debug_switch: Subscription
+        self.service: Service
 
     async def start(self) -> None:
         settings, names = self.settings, self.settings.subjects
@@ -57,8 +62,14 @@ class Gateway:
         await delivery.ensure_frames_stream(self.js, names, settings.resume_window_seconds)
         for part in (self.relay, self.journal, self.quota, self.pushes):
             await part.start()
+        self.debug_switch = await debugging.listen(self.nc, names)
+        self.service = await add_service(
+            self.nc, name=names.gateway_service, version=__version__, metadata={"instance": settings.instance_id}
+        )
 
     async def stop(self) -> None:
+        await self.service.stop()
+        await self.debug_switch.unsubscribe()
         for part in (self.pushes, self.quota, self.relay):
             await part.stop()
         await self.journal.close()
@@ -123,6 +134,8 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/api/v1/pam/ws", token_socket),
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed(gateway)),
+        Route("/api/health/ready", health.readiness(gateway)),
+        Route("/metrics", metrics.endpoint),
         *history_api.routes(gateway),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pam_gateway.app import Gateway
 
 DISCOVERY_WINDOW_SECONDS = 0.25
+PROBE_TIMEOUT_SECONDS = 1.0
 
 
 class EndpointStats(msgspec.Struct):
@@ -41,11 +43,27 @@ async def liveness(request: Request) -> Response:
     return JSONResponse({"status": "ok", "service": "pam-gateway", "version": __version__})
 
 
+def readiness(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
+    """Ready means able to serve: NATS connected and our reply subscription still receiving."""
+
+    async def endpoint(request: Request) -> Response:
+        nats_ok = gateway.nc is not None and gateway.nc.is_connected and not gateway.draining
+        replies_ok = nats_ok and await gateway.relay.probe(PROBE_TIMEOUT_SECONDS)
+        ready = nats_ok and replies_ok
+        body = {"status": "ready" if ready else "not_ready", "nats": nats_ok, "reply_subscription": replies_ok}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return endpoint
+
+
 def detailed(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        names = gateway.settings.subjects
         nats_ok = gateway.nc is not None and gateway.nc.is_connected
-        orchestrators = await _instances(gateway, gateway.settings.subjects.orchestrator_service) if nats_ok else []
-        healthy = nats_ok and bool(orchestrators)
+        kinds = {"orchestrators": names.orchestrator_service, "persistence": names.persistence_service}
+        found = await asyncio.gather(*(_instances(gateway, service) for service in kinds.values())) if nats_ok else []
+        instances = dict(zip(kinds, found or ([], []), strict=True))
+        healthy = nats_ok and all(instances.values())
         sessions = gateway.sessions
         demo = sum(1 for s in sessions if s.identity.demo)
         body = {
@@ -56,7 +74,7 @@ def detailed(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
             "uptime_seconds": round(time.time() - gateway.started, 1),
             "nats": {"connected": nats_ok, "url": _without_credentials(gateway.settings.nats_url)},
             "connections": {"open": len(sessions), "live": len(sessions) - demo, "demo": demo},
-            "orchestrators": orchestrators,
+            **instances,
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
 

@@ -15,6 +15,8 @@ from collections import deque
 
 from starlette.websockets import WebSocket
 
+from pam_gateway import metrics
+
 log = logging.getLogger("pam.gateway.outbox")
 
 TRY_AGAIN_LATER = 1013
@@ -22,7 +24,7 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 class Outbox:
-    __slots__ = ("_websocket", "_queue", "_queued", "_limit", "_writer", "_closer", "closed")
+    __slots__ = ("_websocket", "_queue", "_queued", "_limit", "_writer", "_closer", "closed", "close_code")
 
     def __init__(self, websocket: WebSocket, limit_bytes: int) -> None:
         self._websocket = websocket
@@ -32,11 +34,13 @@ class Outbox:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.closed = False
+        self.close_code: int | None = None
 
     def put(self, text: str) -> None:
         """Queue one frame; never blocks."""
         if self.closed:
             return
+        metrics.count_out(text)
         self._queue.append(text)
         self._queued += len(text)
         if self._queued > self._limit:
@@ -48,6 +52,7 @@ class Outbox:
     async def close(self, code: int) -> None:
         """Send what is queued (within a bound), then close the socket with ``code``."""
         self.closed = True
+        self.close_code = code
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_TIMEOUT_SECONDS)

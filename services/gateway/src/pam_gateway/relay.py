@@ -23,10 +23,12 @@ from typing import Protocol
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from pam_shared import logs, subjects
+from pam_shared import logs, subjects, tracing
 from pam_shared.errors import error_frame
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
+
+from pam_gateway import metrics
 
 log = logging.getLogger("pam.gateway.relay")
 
@@ -47,6 +49,8 @@ class Pending:
     chat_id: str
     reply_to: str | None
     request: bytes
+    traceparent: str
+    started: float
     last_seen: float
     streamed: bool = False
     retried: bool = False
@@ -64,6 +68,7 @@ class Relay:
         self._ids = itertools.count(1)
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._probes: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._prefix + ">", cb=self._on_reply)
@@ -78,21 +83,45 @@ class Relay:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
 
-    async def send(self, recipient: Recipient, chat_id: str, request: bytes, reply_to: str | None) -> None:
+    async def send(
+        self, recipient: Recipient, chat_id: str, request: bytes, reply_to: str | None, traceparent: str
+    ) -> None:
         """Hand an encoded ChatRequest to the orchestrators; every reply goes to ``recipient``."""
         recipient.inflight.add(chat_id)
-        await self._publish(Pending(recipient, chat_id, reply_to, request, time.monotonic()))
+        now = time.monotonic()
+        await self._publish(Pending(recipient, chat_id, reply_to, request, traceparent, now, now))
 
     async def _publish(self, pending: Pending) -> None:
         request_id = str(next(self._ids))
         self.pending[request_id] = pending
         self.idle.clear()
-        await self.nc.publish(self.names.chat_request, pending.request, reply=self._prefix + request_id)
+        await self.nc.publish(
+            self.names.chat_request,
+            pending.request,
+            reply=self._prefix + request_id,
+            headers={tracing.TRACEPARENT: pending.traceparent},
+        )
+
+    async def probe(self, timeout: float) -> bool:
+        """Send ourselves a message through NATS: proves the reply subscription still receives."""
+        probe_id = f"probe-{next(self._ids)}"
+        arrived = asyncio.get_running_loop().create_future()
+        self._probes[probe_id] = arrived
+        try:
+            await self.nc.publish(self._prefix + probe_id, b"")
+            await asyncio.wait_for(arrived, timeout)
+            return True
+        except (TimeoutError, OSError, ConnectionError):
+            return False
+        finally:
+            self._probes.pop(probe_id, None)
 
     async def _on_reply(self, msg: Msg) -> None:
         request_id = msg.subject[len(self._prefix) :]
         pending = self.pending.get(request_id)
         if pending is None:
+            if (probe := self._probes.get(request_id)) is not None and not probe.done():
+                probe.set_result(None)
             return  # the answer ended, timed out or was retried already
         pending.last_seen = time.monotonic()
         headers = msg.headers
@@ -105,10 +134,13 @@ class Relay:
                 return
             if kind == subjects.REPLY_END:
                 self._forget(request_id)
+                metrics.answer.observe(pending.last_seen - pending.started)
             event_id = headers.get(subjects.EVENT_ID_HEADER)
         else:
             event_id = None
-        pending.streamed = True
+        if not pending.streamed:
+            pending.streamed = True
+            metrics.first_chunk.observe(pending.last_seen - pending.started)
         pending.recipient.deliver(msg.data, event_id)
 
     def _forget(self, request_id: str) -> Pending:
@@ -120,8 +152,10 @@ class Relay:
 
     def _fail(self, request_id: str, code: str) -> None:
         pending = self._forget(request_id)
+        metrics.errors.labels(code).inc()
         pending.recipient.deliver(encoder.encode(error_frame(code, reply_to=pending.reply_to)), None)
-        log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR})
+        trace_id = tracing.trace_id_of(pending.traceparent)
+        log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR, "trace_id": trace_id})
 
     async def _sweep(self) -> None:
         """Deal with every request that has heard nothing for ``timeout`` seconds."""
@@ -139,7 +173,9 @@ class Relay:
         elif pending.retried:
             self._fail(request_id, "timeout")
         else:
-            log.warning("chat %s: worker silent, retrying on another", request_id, extra={"marker": logs.RECONNECT})
+            trace_id = tracing.trace_id_of(pending.traceparent)
+            extra = {"marker": logs.RECONNECT, "trace_id": trace_id}
+            log.warning("chat %s: worker silent, retrying on another", request_id, extra=extra)
             self._forget(request_id)
             pending.recipient.inflight.add(pending.chat_id)
             pending.retried, pending.last_seen = True, time.monotonic()

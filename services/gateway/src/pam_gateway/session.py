@@ -8,11 +8,12 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
-from pam_shared import delivery, logs
+from pam_shared import delivery, logs, tracing
 from pam_shared.auth import AuthError, Identity, authenticate, verify_token
 from pam_shared.delivery import with_event_id
 from pam_shared.errors import error_frame
@@ -21,6 +22,7 @@ from pam_shared.internal import ChatRequest, chat_request_encoder
 from pam_shared.protocol import Auth, Chat, Connection, Ping, Pong, Resume, client_decoder, encoder
 from starlette.websockets import WebSocket
 
+from pam_gateway import metrics
 from pam_gateway.outbox import Outbox
 from pam_gateway.ratelimit import TokenBucket
 
@@ -59,6 +61,9 @@ class Session:
         self.bucket = TokenBucket(settings.rate_burst, settings.rate_per_second)
         self.log_extra = {"session_id": self.id, "user_id": identity.user_id}
         self._expiry: list[asyncio.TimerHandle] = []
+        self.opened = time.monotonic()
+        self.messages = 0
+        self.errors = 0
         self.inflight: set[str] = set()
         self.resumed = False
         self._recent_ids: deque[str] = deque(maxlen=RECENT_EVENT_IDS)
@@ -68,6 +73,8 @@ class Session:
         self.outbox.put(encoder.encode(frame).decode())
 
     def send_error(self, code: str, details: object = None, reply_to: str | None = None) -> None:
+        self.errors += 1
+        metrics.errors.labels(code).inc()
         self.send(error_frame(code, details, reply_to))
 
     def deliver(self, frame: bytes, event_id: str | None) -> None:
@@ -112,18 +119,23 @@ class Session:
         )
 
     async def handle_text(self, text: str) -> None:
+        self.messages += 1
         retry_after = self.bucket.take()
         if retry_after:
+            metrics.rate_limited.labels("socket").inc()
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)})
             return
         try:
             frame = client_decoder.decode(text)
         except msgspec.DecodeError as exc:
+            metrics.count_in("invalid")
             self._reject(text, exc)
             return
         except RecursionError:
+            metrics.count_in("invalid")
             self.send_error("invalid_message", "JSON nested too deeply")
             return
+        metrics.count_in(type(frame).__struct_config__.tag)
         if type(frame) is Chat:
             await self._chat(frame)
         elif type(frame) is Ping:
@@ -153,6 +165,7 @@ class Session:
             return
         retry_after = await self.gateway.quota.take(self.identity.user_id)
         if retry_after:
+            metrics.rate_limited.labels("user").inc()
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
             return
         request = ChatRequest(
@@ -165,10 +178,14 @@ class Session:
             received_at=time.time(),
             message_id=chat.message_id,
         )
-        log.debug("chat received", extra={**self.log_extra, "marker": logs.INCOMING})
+        traceparent = tracing.new_traceparent()
+        trace = {**self.log_extra, "trace_id": tracing.trace_id_of(traceparent), "marker": logs.INCOMING}
+        log.debug("chat accepted", extra=trace)
         if not self.identity.demo:
-            self.gateway.journal.record(_user_message(request))
-        await self.gateway.relay.send(self, request.request_id, chat_request_encoder.encode(request), chat.message_id)
+            event = _user_message(request, traceparent)
+            self.gateway.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
+        encoded = chat_request_encoder.encode(request)
+        await self.gateway.relay.send(self, request.request_id, encoded, chat.message_id, traceparent)
 
     def _refresh(self, token: str) -> None:
         """Swap in a fresh token for the same user without reconnecting."""
@@ -221,7 +238,7 @@ class Session:
         self.outbox.close_soon(UNAUTHORIZED)
 
 
-def _user_message(request: ChatRequest) -> UserMessage:
+def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:
     return UserMessage(
         event_id=uuid.uuid4().hex,
         session_id=request.session_id,
@@ -231,6 +248,7 @@ def _user_message(request: ChatRequest) -> UserMessage:
         client_message_id=request.message_id,
         region=request.context.region,
         current_page=request.context.current_page,
+        trace_id=tracing.trace_id_of(traceparent),
     )
 
 
@@ -243,6 +261,7 @@ async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None
         return
     client_ip = websocket.client.host if websocket.client else "unknown"
     if not gateway.attempts.allow(client_ip):
+        metrics.rate_limited.labels("ip").inc()
         await _refuse(outbox, "connection_limited", RATE_LIMITED)
         return
     try:
@@ -251,6 +270,7 @@ async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None
         await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
         return
     if not gateway.user_sockets.acquire(identity.user_id):
+        metrics.rate_limited.labels("user_sockets").inc()
         await _refuse(outbox, "connection_limited", RATE_LIMITED)
         return
     try:
@@ -276,21 +296,40 @@ async def _run(session: Session, websocket: WebSocket) -> None:
         )
     )
     session.watch_expiry()
+    metrics.connections_opened.labels(mode).inc()
+    metrics.connections_open.labels(mode).inc()
+    client_code: int | None = None
     try:
-        await _read_frames(session, websocket)
+        client_code = await _read_frames(session, websocket)
     finally:
         session.stop_watching()
         gateway.remove(session)
         session.outbox.discard()
-        log.info("socket closed", extra={**session.log_extra, "marker": logs.CONNECTION})
+        metrics.connections_open.labels(mode).dec()
+        _log_closed(session, session.outbox.close_code or client_code, websocket.query_params)
 
 
-async def _read_frames(session: Session, websocket: WebSocket) -> None:
+def _log_closed(session: Session, code: int | None, query: Mapping[str, str]) -> None:
+    """The seed's per-connection metrics, in the session's closing line."""
+    metrics.connections_closed.labels(str(code or 1006)).inc()
+    log.info(
+        "socket closed (code %s) after %.1f s: %d messages, %d errors, %s reconnect attempts",
+        code or 1006,
+        time.monotonic() - session.opened,
+        session.messages,
+        session.errors,
+        query.get("reconnect_attempts", "0")[:6],
+        extra={**session.log_extra, "marker": logs.CONNECTION},
+    )
+
+
+async def _read_frames(session: Session, websocket: WebSocket) -> int | None:
+    """Handle frames until the client goes; returns the close code it sent."""
     limit = session.gateway.settings.max_message_bytes
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return message.get("code")
         text = message.get("text")
         if text is None:
             session.send_error("binary_unsupported")

@@ -29,6 +29,7 @@ class Outcome:
     first_chunk_ms: float | None
     usage: Usage | None
     error_code: str | None
+    error_kind: str | None = None
 
 
 async def answer(
@@ -43,7 +44,7 @@ async def answer(
     intent = classify(request.message)
     keepalive = asyncio.create_task(_keep_alive(replies, progress_every))
     started = time.monotonic()
-    usage, error_code, text = None, None, ""
+    usage, error_code, error_kind, text = None, None, None, ""
     try:
         async for piece in engine.stream(request, intent, [{"role": t.role, "content": t.content} for t in history]):
             if isinstance(piece, str):
@@ -56,7 +57,7 @@ async def answer(
         await replies.finish(text, intent)
     except EngineFailure as exc:
         log.warning("LLM failed: %s", exc.kind, extra={**extra, "marker": logs.ERROR})
-        error_code = "llm_error"
+        error_code, error_kind = "llm_error", exc.kind
         await replies.fail(error_code, {"kind": exc.kind})
     except Exception:
         log.exception("answer failed", extra={**extra, "marker": logs.ERROR})
@@ -70,7 +71,7 @@ async def answer(
     first = (replies.first_chunk_at - started) * 1000 if replies.first_chunk_at else None
     if error_code is None:
         log.info("answered %s via %s in %.0f ms", intent, engine.name, total_ms, extra={**extra, "marker": logs.OK})
-    return Outcome(intent, text, total_ms, first, usage, error_code)
+    return Outcome(intent, text, total_ms, first, usage, error_code, error_kind)
 
 
 async def _keep_alive(replies: ReplyStream, interval: float) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import openai
+from pam_shared import tracing
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
 from pam_shared.settings import Settings
@@ -44,6 +45,7 @@ class OpenAIEngine:
                 tools=tools.TOOLS,  # type: ignore[arg-type]
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_headers=_trace_headers(),
             )
             async for chunk in response:
                 if chunk.usage is not None:
@@ -62,6 +64,12 @@ class OpenAIEngine:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _trace_headers() -> dict[str, str]:
+    """Carry the chat's trace to the LLM provider, as a new span of the same trace."""
+    parent = tracing.current_traceparent.get()
+    return {tracing.TRACEPARENT: tracing.child_traceparent(parent)} if parent else {}
 
 
 def _collect(target: _ToolCall, call: object) -> None:

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from pam_shared import logs
+from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, load_settings
 
 from pam_orchestrator.service import Orchestrator
@@ -18,6 +19,7 @@ log = logging.getLogger("pam.orchestrator")
 async def run() -> None:
     settings = load_settings()
     logs.setup_logging("orchestrator", settings.instance_id, settings.log_level, settings.is_production)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     orchestrator = Orchestrator(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

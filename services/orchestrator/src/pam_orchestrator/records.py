@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from pam_shared import tracing
 from pam_shared.events import AnalyticsEvent, AssistantMessage, Event
 from pam_shared.internal import ChatRequest
 
@@ -18,6 +19,7 @@ def answer_events(
 ) -> list[Event]:
     now = time.time()
     usage = outcome.usage
+    trace_id = tracing.trace_id_of(tracing.current_traceparent.get())
     analytics = AnalyticsEvent(
         event_id=uuid.uuid4().hex,
         session_id=request.session_id,
@@ -33,6 +35,7 @@ def answer_events(
         tokens_in=usage.tokens_in if usage else None,
         tokens_out=usage.tokens_out if usage else None,
         error_code=outcome.error_code,
+        trace_id=trace_id,
     )
     if outcome.error_code is not None:
         return [analytics]
@@ -46,5 +49,6 @@ def answer_events(
         created_at=now,
         reply_to=request.message_id,
         ui_actions=replies.actions,
+        trace_id=trace_id,
     )
     return [message, analytics]

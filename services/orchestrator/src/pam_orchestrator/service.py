@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pam_shared import __version__, bus, delivery, logs
+from pam_shared import __version__, bus, debugging, delivery, logs, tracing
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.settings import Settings
 
+from pam_orchestrator import metrics
 from pam_orchestrator.answer import answer
 from pam_orchestrator.engine import Engine
 from pam_orchestrator.history import recent_turns
@@ -36,6 +39,7 @@ class Orchestrator:
         self.nc: Client | None = None
         self.service: Service | None = None
         self.journal: Journal | None = None
+        self.debug_switch: Subscription | None = None
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -45,6 +49,7 @@ class Orchestrator:
         self.journal = Journal(self.nc, self.names)
         await self.journal.start()
         await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, self.settings.resume_window_seconds)
+        self.debug_switch = await debugging.listen(self.nc, self.names)
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -76,7 +81,9 @@ class Orchestrator:
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
         keeper = Keeper(self.nc, self.names, chat.user_id, chat.request_id)
         replies = ReplyStream(request.respond, chat.message_id, keeper)
-        task = asyncio.create_task(self.serve(chat, replies))
+        context = contextvars.copy_context()
+        context.run(tracing.current_traceparent.set, (request.headers or {}).get(tracing.TRACEPARENT))
+        task = asyncio.create_task(self.serve(chat, replies), context=context)
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
 
@@ -87,10 +94,17 @@ class Orchestrator:
         history = (
             [] if engine is self.offline else await recent_turns(self.nc, self.names, chat, self.settings.history_turns)
         )
-        outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds)
+        metrics.inflight.inc()
+        try:
+            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds)
+        finally:
+            metrics.inflight.dec()
+        metrics.record(outcome, engine.name)
         if not chat.demo:
+            traceparent = tracing.current_traceparent.get()
+            headers = {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)} if traceparent else None
             for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
-                self.journal.record(event)
+                self.journal.record(event, headers)
 
     async def drain(self) -> None:
         """Take no new chats, finish the ones in flight, then leave NATS."""

@@ -1,0 +1,124 @@
+"""``pam-persistence``: the only writer of PostgreSQL, fed through NATS JetStream.
+
+It consumes the events stream through the durable pull consumer every instance shares,
+and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
+
+    <namespace>.persistence.history        the last turns of a conversation (orchestrator)
+    <namespace>.persistence.conversations  a user's conversations (gateway read API)
+    <namespace>.persistence.messages       one conversation's messages (gateway read API)
+    <namespace>.persistence.analytics      activity summary (gateway read API, admins)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+import asyncpg
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.service import Service
+from pam_shared import __version__, bus, logs
+from pam_shared.journal import ensure_stream
+from pam_shared.settings import ConfigError, Settings, load_settings
+
+from pam_persistence import db
+from pam_persistence.queries import Queries
+from pam_persistence.writer import Writer
+
+log = logging.getLogger("pam.persistence")
+
+POOL_CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+class Persistence:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.names = settings.subjects
+        self.gap = timedelta(minutes=settings.conversation_idle_minutes)
+        self.nc: Client | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.service: Service | None = None
+        self.writer: Writer | None = None
+
+    async def start(self) -> None:
+        settings, names = self.settings, self.names
+        self.nc = await bus.connect(settings.nats_url, f"pam-persistence-{settings.instance_id}")
+        js = self.nc.jetstream()
+        await ensure_stream(js, names)
+        self.pool = await db.open_pool(self.database_url, settings.db_pool_size)
+        self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
+        await self.writer.start()
+        queries = Queries(self.pool, self.gap)
+        self.service = await add_service(
+            self.nc,
+            name=names.persistence_service,
+            version=__version__,
+            description="PAM persistence: events into PostgreSQL, history and read API out",
+            metadata={"instance": settings.instance_id},
+        )
+        for name, subject, handler in (
+            ("history", names.history, queries.history),
+            ("conversations", names.conversation_list, queries.conversations),
+            ("messages", names.conversation_messages, queries.messages),
+            ("analytics", names.analytics_summary, queries.analytics),
+        ):
+            await self.service.add_endpoint(
+                name=name, subject=subject, queue_group=names.persistence_service, handler=handler
+            )
+        log.info(
+            "ready: consuming %s as %s (batch %d, flush %g ms)",
+            names.events_stream,
+            names.persistence_consumer,
+            settings.persist_batch_size,
+            settings.persist_flush_ms,
+            extra={"marker": logs.OK},
+        )
+
+    async def drain(self) -> None:
+        """Answer no more requests, finish the batch in hand, then leave NATS and the database."""
+        if self.service is not None:
+            await self.service.stop()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.nc is not None:
+            await self.nc.drain()
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self.pool.terminate()
+
+
+async def run() -> None:
+    settings = load_settings()
+    logs.setup_logging("persistence", settings.instance_id, settings.log_level, settings.is_production)
+    if settings.database_url is None:
+        raise ConfigError("DATABASE_URL is required by pam-persistence")
+    persistence = Persistence(settings, settings.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(persistence.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    starting.cancel()  # told to stop while still waiting for NATS or the database
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    await stopping
+    log.info("stopping", extra={"marker": logs.CONNECTION})
+    await persistence.drain()
+
+
+def main() -> None:
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        print(f"pam-persistence: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,69 @@
+"""The request-reply endpoints (``nats.micro``): decode the request, read, reply.
+
+Errors go back the ``nats.micro`` way, as ``Nats-Service-Error-Code`` headers: 400 for
+a request that does not decode or a cursor this service did not make, 503 while the
+database cannot be reached.  The gateway turns them into HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.micro.request import Request
+from pam_shared import logs
+from pam_shared.internal import history_request_decoder
+from pam_shared.queries import (
+    analytics_request_decoder,
+    conversations_request_decoder,
+    messages_request_decoder,
+    query_encoder,
+)
+
+from pam_persistence import reads
+from pam_persistence.db import describe
+
+log = logging.getLogger("pam.persistence.queries")
+
+DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class Queries:
+    def __init__(self, pool: asyncpg.Pool, gap: timedelta) -> None:
+        self.pool = pool
+        self.gap = gap
+
+    async def history(self, request: Request) -> None:
+        await _answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
+
+    async def conversations(self, request: Request) -> None:
+        await _answer(request, conversations_request_decoder, lambda q: reads.conversations(self.pool, q))
+
+    async def messages(self, request: Request) -> None:
+        await _answer(request, messages_request_decoder, lambda q: reads.messages(self.pool, q))
+
+    async def analytics(self, request: Request) -> None:
+        await _answer(request, analytics_request_decoder, lambda q: reads.analytics(self.pool, q))
+
+
+async def _answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Callable[[Any], Awaitable[Any]]) -> None:
+    try:
+        query = decoder.decode(request.data)
+    except msgspec.DecodeError as exc:
+        await request.respond_error("400", f"bad request: {exc}")
+        return
+    try:
+        reply = await read(query)
+    except reads.BadCursor:
+        await request.respond_error("400", "bad cursor")
+        return
+    except DATABASE_ERRORS as exc:
+        log.warning("%s unanswered: %s", request.subject, describe(exc), extra={"marker": logs.ERROR})
+        await request.respond_error("503", "database unavailable")
+        return
+    await request.respond(query_encoder.encode(reply))

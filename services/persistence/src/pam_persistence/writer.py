@@ -1,0 +1,202 @@
+"""Events from JetStream into PostgreSQL: pull a batch, write it in one transaction, ack after commit.
+
+Every instance pulls from the same durable consumer, so instances share the work, and
+the events an instance dies holding go to the others once ``ACK_WAIT_SECONDS`` pass.
+While PostgreSQL is unreachable a batch is held, not acked: the writer retries with
+backoff and tells JetStream it is still working on those events (so they are not
+handed to anyone else meanwhile); the events behind them wait in the stream.
+An event that does not decode, or that PostgreSQL refuses for its content, is parked
+in ``dead_letters`` and acked, so it never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+from pam_shared import logs
+from pam_shared.events import Event, event_decoder
+from pam_shared.subjects import Subjects
+
+from pam_persistence import store
+from pam_persistence.db import DATA_ERRORS, describe, retry_delays
+
+log = logging.getLogger("pam.persistence.writer")
+
+ACK_WAIT_SECONDS = 30.0
+MAX_ACK_PENDING = 20_000
+IDLE_FETCH_SECONDS = 0.5
+"""How long one pull waits for a first event; also how long stopping can take when idle."""
+DELIVERY_TIMEOUT_SECONDS = 0.5
+"""Ample time for a batch of waiting events to arrive (a too-short pull leaves them queued locally)."""
+ERROR_PAUSE_SECONDS = 1.0
+VALID_TIMES = (0.0, 32_503_680_000.0)
+"""``created_at`` must fall in 1970..3000 to become a timestamp."""
+
+
+@dataclass(slots=True)
+class Item:
+    """One delivered event: decoded, or parked with the reason."""
+
+    msg: Msg
+    event: Event | None
+    parked: store.Parked | None
+
+
+class Writer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        pool: asyncpg.Pool,
+        names: Subjects,
+        batch_size: int,
+        flush_ms: float,
+        gap: timedelta,
+    ) -> None:
+        self.js = js
+        self.pool = pool
+        self.names = names
+        self.batch_size = batch_size
+        self.flush_seconds = flush_ms / 1000
+        self.gap = gap
+        self._stopping = asyncio.Event()
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind to the shared durable consumer (creating it the first time) and start pulling."""
+        config = ConsumerConfig(ack_wait=ACK_WAIT_SECONDS, max_ack_pending=MAX_ACK_PENDING, max_deliver=-1)
+        self._sub = await self.js.pull_subscribe(
+            self.names.events_wildcard,
+            durable=self.names.persistence_consumer,
+            stream=self.names.events_stream,
+            config=config,
+        )
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (or hand it back to JetStream), then stop pulling."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                batch = await self._next_batch()
+                if batch:
+                    await self._handle(batch)
+            except Exception as exc:  # NATS reconnecting, say: whatever was not acked comes back
+                log.warning("pulling events failed (%s)", describe(exc), extra={"marker": logs.ERROR})
+                await self._stopped_within(ERROR_PAUSE_SECONDS)
+
+    async def _next_batch(self) -> list[Msg]:
+        """Wait for a first event, then take the ones already waiting behind it, or if none
+        are, whatever arrives within the flush interval (so a quiet stream is written at once
+        and a backlog in full batches)."""
+        batch = await self._fetch(1, IDLE_FETCH_SECONDS)
+        if not batch or self.batch_size == 1:
+            return batch
+        waiting = min(batch[0].metadata.num_pending or 0, self.batch_size - 1)
+        if waiting:
+            return batch + await self._fetch(waiting, DELIVERY_TIMEOUT_SECONDS)
+        return batch + await self._fetch(self.batch_size - 1, self.flush_seconds)
+
+    async def _fetch(self, count: int, timeout: float) -> list[Msg]:
+        assert self._sub is not None
+        try:
+            return await self._sub.fetch(count, timeout=timeout)
+        except TimeoutError:  # nats-py raises its own subclass, or the builtin one when a pull outlives its deadline
+            return []
+
+    async def _handle(self, batch: list[Msg]) -> None:
+        if await self._store([_decode(msg) for msg in batch]):
+            for msg in batch:
+                await msg.ack()
+            log.debug("wrote %d events", len(batch))
+        else:
+            for msg in batch:
+                await msg.nak()
+
+    async def _store(self, items: list[Item]) -> bool:
+        """Write ``items``, waiting out outages; False only when told to stop first."""
+        delays, held = retry_delays(), False
+        while True:
+            try:
+                events = [i.event for i in items if i.event is not None]
+                await store.write(self.pool, events, [i.parked for i in items if i.parked is not None], self.gap)
+                if held:
+                    log.info("database back: wrote %d held events", len(items), extra={"marker": logs.RECONNECT})
+                return True
+            except DATA_ERRORS as exc:
+                if len(items) > 1:
+                    return await self._store_each(items)
+                if items[0].event is not None:
+                    items = [_park(items[0].msg, f"refused by PostgreSQL: {describe(exc)}")]
+                    continue
+                failure: Exception = exc
+            except Exception as exc:
+                failure = exc
+            held, delay = True, next(delays)
+            log.warning(
+                "database unavailable (%s); holding %d events, retrying in %.1f s",
+                describe(failure),
+                len(items),
+                delay,
+                extra={"marker": logs.RECONNECT},
+            )
+            await _still_working(items)
+            if await self._stopped_within(delay):
+                return False
+
+    async def _store_each(self, items: list[Item]) -> bool:
+        """PostgreSQL refused a batch: write its events one at a time, parking those it refuses."""
+        for item in items:
+            if not await self._store([item]):
+                return False
+        return True
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+
+def _decode(msg: Msg) -> Item:
+    try:
+        event = event_decoder.decode(msg.data)
+    except msgspec.DecodeError as exc:
+        return _park(msg, f"malformed: {exc}")
+    if not VALID_TIMES[0] <= event.created_at < VALID_TIMES[1]:
+        return _park(msg, f"created_at out of range: {event.created_at!r}")
+    return Item(msg, event, None)
+
+
+def _park(msg: Msg, error: str) -> Item:
+    meta = msg.metadata
+    log.error(
+        "parking event %s (stream sequence %d) in dead_letters: %s",
+        msg.subject,
+        meta.sequence.stream,
+        error,
+        extra={"marker": logs.ERROR},
+    )
+    return Item(msg, None, store.Parked(meta.stream, meta.sequence.stream, msg.subject, msg.data, error))
+
+
+async def _still_working(items: list[Item]) -> None:
+    """Reset the ack timer of held events, so JetStream does not hand them to another instance."""
+    with contextlib.suppress(Exception):  # NATS may be down too; then redelivery is harmless
+        for item in items:
+            await item.msg.in_progress()

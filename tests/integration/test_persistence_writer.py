@@ -1,0 +1,147 @@
+"""The persistence writer against real NATS and PostgreSQL: duplicates, bad events, outages, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import nats
+import pytest
+from nats.js import JetStreamContext
+from pam_shared.subjects import Subjects
+from support.persistence import (
+    analytics_event,
+    assistant_message,
+    consumer_settled,
+    count,
+    publish,
+    until,
+    user_message,
+)
+from support.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+@pytest.fixture
+def names(namespace: str) -> Subjects:
+    return Subjects(namespace)
+
+
+async def test_an_event_delivered_twice_is_stored_once(database_url, db, js, names, stack):
+    stack.persistence(DATABASE_URL=database_url)
+    message, analytics = user_message("u1", "I spent $12 on fuel"), analytics_event("u1")
+    await publish(js, names, message, analytics)
+    await publish(js, names, message, analytics, dedupe=False)  # same events again, as a redelivery
+    first = user_message("u1", "first marker")
+    await publish(js, names, first)
+    await until(lambda: count(db, "messages", "id = $1", first.event_id), lambda n: n == 1)
+    await publish(js, names, message, analytics, dedupe=False)  # and again, in a later batch
+    second = user_message("u1", "second marker")
+    await publish(js, names, second)
+    await until(lambda: count(db, "messages", "id = $1", second.event_id), lambda n: n == 1)
+
+    assert (await js.stream_info(names.events_stream)).state.messages == 8
+    assert await count(db, "messages", "id = $1", message.event_id) == 1
+    assert await count(db, "analytics_events", "id = $1", analytics.event_id) == 1
+    assert await count(db, "messages") == 3
+    assert await count(db, "conversations") == 1
+
+
+async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(database_url, db, js, names, stack):
+    persistence = stack.persistence(DATABASE_URL=database_url)
+    await js.publish(names.event("user_message"), b"{not json")
+    await js.publish(names.event("analytics"), b'{"kind": "analytics", "event_id": "x"}')
+    refused = user_message("u1", "a NUL byte \x00 PostgreSQL will not store")
+    good = [user_message("u1", f"good {i}") for i in range(3)]
+    await publish(js, names, good[0], refused, good[1])
+    await until(lambda: count(db, "messages"), lambda n: n == 2)
+    await publish(js, names, good[2])
+    await until(lambda: count(db, "messages", "id = $1", good[2].event_id), lambda n: n == 1)
+
+    parked = await db.fetch("SELECT subject, data, error FROM dead_letters ORDER BY stream_seq")
+    assert [row["data"][:9] for row in parked] == [b"{not json", b'{"kind": ', b'{"kind":"']
+    assert [row["subject"] for row in parked] == [names.event(k) for k in ("user_message", "analytics", "user_message")]
+    assert parked[0]["error"].startswith("malformed") and parked[1]["error"].startswith("malformed")
+    assert parked[2]["error"].startswith("refused by PostgreSQL")
+    assert await until(lambda: consumer_settled(js, names), bool)
+    assert sum("parking event" in line for line in persistence.lines) == 3
+
+
+async def test_events_wait_while_postgres_is_unreachable_and_are_written_when_it_is_back(
+    database_url, db, js, names, stack
+):
+    with TcpProxy(database_url) as proxy:
+        persistence = stack.persistence(DATABASE_URL=proxy.url_through(database_url))
+        await publish(js, names, user_message("u1", "before the outage"))
+        await until(lambda: count(db, "messages"), lambda n: n == 1)
+
+        proxy.cut()
+        during = [user_message("u1", f"during the outage {i}") for i in range(20)]
+        await publish(js, names, *during)
+        await asyncio.to_thread(persistence.wait_for, "database unavailable")
+        info = await js.consumer_info(names.events_stream, names.persistence_consumer)
+        assert info.num_pending + info.num_ack_pending == 20  # waiting in JetStream, none acked
+        assert await count(db, "messages") == 1
+        for _ in range(3):  # still down through several retries (0.1 s, 0.2 s, 0.4 s, 0.8 s apart)
+            await asyncio.to_thread(persistence.wait_for, "database unavailable", after=len(persistence.lines))
+
+        proxy.open()
+        await until(lambda: count(db, "messages"), lambda n: n == 21, timeout=15)
+        await asyncio.to_thread(persistence.wait_for, "database back")
+        assert persistence.running
+        assert await until(lambda: consumer_settled(js, names), bool)
+
+
+async def test_instances_share_the_consumer_and_keep_one_conversation_per_user(database_url, db, js, names, stack):
+    settings = {"DATABASE_URL": database_url, "PAM_PERSIST_BATCH_SIZE": "5"}
+    instances = [stack.persistence(**settings, PAM_INSTANCE_ID=f"store-{i}") for i in range(2)]
+    events = [user_message(f"u{i % 7}", f"message {i}") for i in range(200)]
+    await publish(js, names, *events)
+    await until(lambda: count(db, "messages"), lambda n: n == 200)
+
+    wrote = [sum(int(n) for n in re.findall(r"wrote (\d+) events", "\n".join(p.lines))) for p in instances]
+    assert sum(wrote) == 200 and min(wrote) > 0, wrote
+    assert (await js.stream_info(names.events_stream)).state.consumer_count == 1
+    per_user = await db.fetch("SELECT user_id, count(*) AS n FROM conversations GROUP BY user_id")
+    assert sorted(row["n"] for row in per_user) == [1] * 7
+
+
+async def test_an_idle_gap_starts_a_new_conversation_even_when_events_arrive_out_of_order(
+    database_url, db, js, names, stack
+):
+    stack.persistence(DATABASE_URL=database_url, PAM_CONVERSATION_IDLE_MINUTES="30")
+    t0 = time.time() - 3 * 3600
+    later = user_message("u1", "back after lunch", at=t0 + 3600, region="Victoria")
+    await publish(js, names, later)
+    await until(lambda: count(db, "messages"), lambda n: n == 1)
+    morning = [
+        user_message("u1", "fuel?", at=t0, region="Queensland"),
+        assistant_message("u1", "$1.89/L", at=t0 + 5),
+        user_message("u1", "and tomorrow?", at=t0 + 29 * 60),
+    ]
+    await publish(js, names, *reversed(morning))
+    await until(lambda: count(db, "messages"), lambda n: n == 4)
+
+    rows = await db.fetch(
+        "SELECT c.region, c.started_at, c.last_activity_at, count(m.id) AS n FROM conversations c"
+        " JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY c.started_at"
+    )
+    assert [(row["region"], row["n"]) for row in rows] == [("Queensland", 3), ("Victoria", 1)]
+    assert rows[0]["started_at"].timestamp() == pytest.approx(t0, abs=1e-3)
+    assert rows[0]["last_activity_at"].timestamp() == pytest.approx(t0 + 29 * 60, abs=1e-3)

@@ -1,0 +1,141 @@
+"""compose.yaml and the Dockerfiles, checked strictly without a Docker engine.
+
+The environment names a service may be given are read from the code itself
+(``load_settings`` in shared/src/pam_shared/settings.py), so a renamed or misspelt
+variable fails here instead of being silently ignored in a container.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from support.processes import ROOT
+
+SETTINGS = ROOT / "shared/src/pam_shared/settings.py"
+APP_SERVICES = {"gateway", "orchestrator", "persistence"}
+NEEDS = {"gateway": {"nats"}, "orchestrator": {"nats"}, "persistence": {"nats", "postgres"}}
+
+
+def settings_variables() -> set[str]:
+    """Every variable name ``load_settings`` reads (the first string argument of each call in it)."""
+    tree = ast.parse(SETTINGS.read_text())
+    load = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "load_settings")
+    return {
+        call.args[0].value
+        for call in ast.walk(load)
+        if isinstance(call, ast.Call)
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+        and re.fullmatch(r"[A-Z][A-Z0-9_]+", call.args[0].value)
+    }
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_the_settings_parser_finds_the_documented_variables():
+    assert {"NATS_URL", "DATABASE_URL", "JWT_SECRET", "OPENAI_API_KEY", "PAM_GATEWAY_PORT"} <= settings_variables()
+
+
+def test_the_stack_has_exactly_its_services(compose):
+    assert set(compose["services"]) == {"nats", "postgres", *APP_SERVICES}
+
+
+def test_nats_runs_jetstream_on_a_volume_with_a_health_check(compose):
+    nats = compose["services"]["nats"]
+    assert nats["image"].startswith("nats:")
+    assert "-js" in nats["command"] and nats["command"][nats["command"].index("-sd") + 1] == "/data"
+    assert _named_volume(compose, nats, "/data")
+    assert "healthz" in " ".join(nats["healthcheck"]["test"])
+
+
+def test_postgres_keeps_its_data_on_a_volume_with_a_health_check(compose):
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert _named_volume(compose, postgres, "/var/lib/postgresql/data")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_waits_for_healthy_dependencies(compose, name):
+    depends = compose["services"][name]["depends_on"]
+    assert set(depends) == NEEDS[name]
+    assert {dep["condition"] for dep in depends.values()} == {"service_healthy"}
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_is_configured_only_through_settings_the_code_reads(compose, name):
+    env = compose["services"][name]["environment"]
+    assert set(env) <= settings_variables(), f"unknown variables: {set(env) - settings_variables()}"
+    assert env["NATS_URL"] == "nats://nats:4222"
+
+
+def test_persistence_reaches_the_compose_database(compose):
+    url = urlparse(compose["services"]["persistence"]["environment"]["DATABASE_URL"])
+    postgres_env = compose["services"]["postgres"]["environment"]
+    assert url.scheme == "postgresql" and url.hostname == "postgres" and url.port == 5432
+    assert url.username == postgres_env["POSTGRES_USER"] and url.path == f"/{postgres_env['POSTGRES_DB']}"
+
+
+def test_the_gateway_listens_on_all_interfaces_and_is_published(compose):
+    gateway = compose["services"]["gateway"]
+    assert gateway["environment"]["PAM_GATEWAY_HOST"] == "0.0.0.0"
+    container_port = gateway["environment"]["PAM_GATEWAY_PORT"]
+    assert any(str(port).endswith(f":{container_port}") for port in gateway["ports"])
+
+
+def test_orchestrators_can_be_scaled(compose):
+    orchestrator = compose["services"]["orchestrator"]
+    assert "container_name" not in orchestrator and "ports" not in orchestrator
+    assert "OPENAI_API_KEY" in orchestrator["environment"]
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_has_its_own_slim_non_root_image_with_a_health_check(compose, name):
+    build = compose["services"][name]["build"]
+    assert build["context"] == "." and build["dockerfile"] == f"services/{name}/Dockerfile"
+    dockerfile = _instructions(ROOT / build["dockerfile"])
+    assert all(re.fullmatch(r"python:3\.\d+-slim( AS \w+)?", arg) for op, arg in dockerfile if op == "FROM")
+    users = [arg for op, arg in dockerfile if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert any(op == "HEALTHCHECK" for op, _ in dockerfile)
+    assert [arg for op, arg in dockerfile if op == "CMD"] == [f'["pam-{name}"]']
+    copied = [arg.split()[0] for op, arg in dockerfile if op == "COPY" and not arg.startswith("--from")]
+    assert set(copied) == {"shared/", f"services/{name}/", "tools/docker/healthcheck.py"}, "only its own code"
+
+
+def test_the_build_context_leaves_out_local_state():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".pam", "tests"} <= ignored
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the docker compose plugin is not installed",
+)
+def test_docker_compose_accepts_the_file():
+    done = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _named_volume(compose: dict, service: dict, target: str) -> bool:
+    mounts = [volume.split(":") for volume in service["volumes"]]
+    return any(mount[1] == target and mount[0] in compose["volumes"] for mount in mounts)
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]

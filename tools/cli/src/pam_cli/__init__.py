@@ -1,0 +1,1 @@
+"""``pam``: the seed's debugging procedures as one command (see ``pam --help``)."""
