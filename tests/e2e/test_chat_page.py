@@ -138,6 +138,23 @@ def test_status_follows_the_gateway_going_away_and_coming_back(stack, page, scre
     screenshot("reconnected")
 
 
+def test_an_answer_cut_by_a_gateway_restart_arrives_whole_after_the_reconnect(stack, llm_env, page, screenshot):
+    stack.orchestrator(**llm_env)
+    port = str(free_port())
+    gateway = stack.gateway(PAM_GATEWAY_PORT=port)
+    page.goto(gateway.http_url(f"/?token={token('traveller-8')}"))
+    expect(send(page, "[say:Hello again.]")).to_have_attribute("data-state", "done")
+
+    words = "one two three four five six seven eight nine ten"
+    answer = send(page, f"[say:{words}] [gap:0.4]")
+    expect(answer).to_have_attribute("data-chunks", re.compile(r"[1-9]"))
+    gateway.kill()
+    stack.gateway(PAM_GATEWAY_PORT=port)
+    expect(answer).to_have_attribute("data-state", "done", timeout=RECONNECT_TIMEOUT_MS)
+    expect(answer.locator(".bubble")).to_have_text(words)
+    screenshot("resumed")
+
+
 def test_demo_mode_answers_when_the_backend_stays_away(stack, page, screenshot):
     gateway = stack.gateway()
     page.goto(gateway.http_url("/"))

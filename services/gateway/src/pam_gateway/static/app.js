@@ -88,6 +88,8 @@ window.pamInstance = pam;
 let ws = null;
 let reconnectAttempts = 0;
 let reconnectTimer = null;
+let lastEventId = 0; // highest event_id seen: after a reconnect we ask the server to resume from it
+const seenEventIds = new Set();
 
 function connect() {
   clearTimeout(reconnectTimer);
@@ -97,7 +99,8 @@ function connect() {
   log("🔌", "connecting to", `${scheme}://${location.host}${path}`);
   setStatus(reconnectAttempts ? "reconnecting" : "connecting",
     reconnectAttempts ? `Reconnecting (attempt ${reconnectAttempts} of ${MAX_RECONNECT_ATTEMPTS})…` : "Connecting…");
-  const socket = new WebSocket(`${scheme}://${location.host}${path}?token=${encodeURIComponent(token)}`);
+  const query = `token=${encodeURIComponent(token)}&reconnect_attempts=${pam.metrics.reconnect_attempts}`;
+  const socket = new WebSocket(`${scheme}://${location.host}${path}?${query}`);
   ws = window.pamConnection = socket;
   pam.metrics.connect_time = performance.now();
 
@@ -115,6 +118,11 @@ function connect() {
       return;
     }
     log("📨", frame.type, frame);
+    if (frame.event_id !== undefined) {
+      if (seenEventIds.has(frame.event_id)) return; // replayed after a resume, and already shown
+      seenEventIds.add(frame.event_id);
+      lastEventId = Math.max(lastEventId, frame.event_id);
+    }
     handleFrame(frame);
   };
   socket.onerror = () => {
@@ -187,6 +195,10 @@ const ERROR_WORDS = {
   orchestrator_unavailable: "PAM's assistant isn't available right now. Please try again in a moment.",
   timeout: "PAM took too long to answer. Please try again.",
   llm_error: "The AI service couldn't answer just now. Please try again.",
+  worker_lost: "PAM lost track of that answer part-way through. Please ask again.",
+  rate_limited: "You're sending messages too quickly. Please wait a moment.",
+  connection_limited: "Too many PAM tabs are open. Close one and try again.",
+  resume_gap: "Some messages from while you were away are too old to show.",
 };
 
 function handleFrame(frame) {
@@ -201,7 +213,11 @@ function handleFrame(frame) {
 }
 
 function onConnection(frame) {
-  if (frame.status !== "connected") return;
+  if (frame.status !== "connected") {
+    setStatus("reconnecting", "PAM is restarting · reconnecting…");
+    return;
+  }
+  if (lastEventId) send({ type: "resume", last_event_id: lastEventId }); // fetch what we missed
   pam.mode = frame.mode;
   const ms = Math.round(performance.now() - pam.metrics.connect_time);
   log("✅", `connected in ${ms} ms`, frame);
@@ -229,8 +245,9 @@ function answerFor(messageId) {
 }
 
 function failPendingAnswers() {
+  // Not final: after the reconnect, a resume delivers the answer whole and replaces these words.
   for (const answer of answers.values()) {
-    if (answer.state === "streaming") answer.fail("The connection dropped before PAM finished answering.");
+    if (answer.state === "streaming") answer.setText("Connection dropped · PAM will finish this answer when it reconnects…");
   }
 }
 
@@ -253,6 +270,7 @@ class AnswerView {
   }
 
   finish(text, intent) {
+    if (this.state === "done") return; // a resume may deliver an answer we already have
     this.state = "done";
     this.setText(text); // the whole answer replaces the streamed pieces
     this.el.classList.remove("typing");
