@@ -155,3 +155,13 @@ def test_production_without_a_secret_refuses_to_mint(pam):
     result = pam("token", "--user", "x", ENVIRONMENT="production", JWT_SECRET="")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == "❌ JWT_SECRET is required when ENVIRONMENT=production\n"
+
+
+def test_debug_switches_verbose_logs_for_one_user_in_the_running_services(stack, pam):
+    gateway = stack.gateway(PAM_LOG_LEVEL="info")
+    result = pam("debug", "--user", "watched-user", "on")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "✅ debug logging on for user watched-user"
+    gateway.wait_for("debug logging on for watched-user")
+    assert pam("debug", "--session", "abc123", "off").returncode == 0
+    gateway.wait_for("debug logging off for abc123")

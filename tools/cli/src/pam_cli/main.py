@@ -11,10 +11,10 @@ from types import ModuleType
 from pam_shared.logs import ERROR
 from pam_shared.settings import ConfigError
 
-from pam_cli import chat, health, ping, stats, token
+from pam_cli import chat, debug, health, ping, stats, token
 from pam_cli.failure import Failure
 
-COMMANDS: tuple[ModuleType, ...] = (health, ping, chat, token, stats)
+COMMANDS: tuple[ModuleType, ...] = (health, ping, chat, token, stats, debug)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,6 @@ import argparse
 import asyncio
 
 import msgspec
-import nats
-import nats.errors
 from nats.aio.client import Client
 from pam_shared import bus
 from pam_shared.logs import ERROR, OK
@@ -19,9 +17,9 @@ from pam_shared.settings import load_settings
 from pam_cli import options
 from pam_cli.console import say, since, table
 from pam_cli.failure import Failure
+from pam_cli.nats_link import connect
 
 HEADERS = ("service", "instance", "version", "uptime", "requests", "errors")
-CONNECT_TIMEOUT_SECONDS = 3.0
 
 
 class EndpointStats(msgspec.Struct):
@@ -55,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     names = settings.subjects
-    services = (names.orchestrator_service, names.persistence_service)
+    services = (names.gateway_service, names.orchestrator_service, names.persistence_service)
     nc = await connect(settings.nats_url)
     try:
         found = await asyncio.gather(*(collect(nc, service, args.window) for service in services))
@@ -69,28 +67,6 @@ async def run(args: argparse.Namespace) -> int:
     if not rows:
         raise Failure(f"no PAM service answered $SRV.STATS in namespace {settings.nats_namespace!r}")
     return 0
-
-
-async def connect(url: str) -> Client:
-    """One quick attempt per server; the CLI reports NATS being down instead of retrying."""
-    seen: list[Exception] = []
-
-    async def remember(exc: Exception) -> None:
-        seen.append(exc)
-
-    try:
-        return await nats.connect(
-            url,
-            name="pam-cli",
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0.1,
-            error_cb=remember,
-        )
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        reason = seen[-1] if seen else exc
-        raise Failure(f"NATS unreachable at {_without_credentials(url)} ({reason})") from None
 
 
 async def collect(nc: Client, service: str, window: float) -> list[InstanceStats]:
@@ -113,7 +89,3 @@ def _row(stats: InstanceStats) -> list[str]:
     requests = sum(e.num_requests for e in stats.endpoints)
     errors = sum(e.num_errors for e in stats.endpoints)
     return [stats.name, _instance(stats), stats.version, since(stats.started), str(requests), str(errors)]
-
-
-def _without_credentials(url: str) -> str:
-    return ",".join(part.split("@")[-1] for part in url.split(","))

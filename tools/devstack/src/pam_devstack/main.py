@@ -83,9 +83,15 @@ async def supervise(backing: Backing, settings: Settings, console: Console) -> i
 def services(backing: Backing, port: int, console: Console) -> list[list[Child]]:
     """The children in start order: persistence (optional), the orchestrators, the gateway."""
     env = {**os.environ, "NATS_URL": backing.nats_url, "DATABASE_URL": backing.database_url, "PYTHONUNBUFFERED": "1"}
-    persistence = optional_persistence(env, console)
+    persistence = optional_persistence({**env, "PAM_METRICS_PORT": str(free_port())}, console)
     workers = [
-        Child(f"orchestrator-{i}", [str(BIN / "pam-orchestrator")], env, "ready: serving", console)
+        Child(
+            f"orchestrator-{i}",
+            [str(BIN / "pam-orchestrator")],
+            {**env, "PAM_METRICS_PORT": str(free_port())},  # each prints where its metrics are
+            "ready: serving",
+            console,
+        )
         for i in range(1, ORCHESTRATORS + 1)
     ]
     gateway_env = {**env, "PAM_GATEWAY_PORT": str(port)}
