@@ -22,7 +22,7 @@ async def open_session(url: str) -> PamClient:
 
 
 async def test_llm_answer_streams_in_order_then_ends_with_the_whole_text(stack, llm_env):
-    stack.orchestrator(**llm_env)
+    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0")  # one chunk per token
     gateway = stack.gateway()
     async with await open_session(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
         await client.send(chat_frame("how far is it to Cairns by road", "user-1", message_id="m-1"))
@@ -37,6 +37,20 @@ async def test_llm_answer_streams_in_order_then_ends_with_the_whole_text(stack, 
     assert "".join(c["delta"] for c in chunks) == final["message"]
     assert {c["message_id"] for c in chunks} == {final["message_id"]}
     assert {c["reply_to"] for c in chunks} == {"m-1"}
+
+
+async def test_token_bursts_are_merged_and_a_steady_stream_is_not(stack, llm_env):
+    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="30")
+    gateway = stack.gateway()
+    words = "a b c d e f g h i j k l m n o p"
+    async with await open_session(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
+        burst = await client.chat(f"[say:{words}]")
+        steady = await client.chat(f"[say:{words}] [gap:0.06]")
+    for frames in (burst, steady):
+        chunks = [f["delta"] for f in frames if f["type"] == "chat_chunk"]
+        assert "".join(chunks) == frames[-1]["message"] == words
+    assert len([f for f in burst if f["type"] == "chat_chunk"]) <= 3
+    assert len([f for f in steady if f["type"] == "chat_chunk"]) == 16
 
 
 async def test_context_shapes_the_prompt_the_model_sees(stack, llm_env, fake_openai):

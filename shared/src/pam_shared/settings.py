@@ -42,6 +42,7 @@ class Settings:
     max_message_bytes: int
     reply_timeout_seconds: float
     progress_interval_seconds: float
+    chunk_window_ms: float
     send_queue_bytes: int
     history_turns: int
     rate_burst: int
@@ -94,6 +95,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
         reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
+        chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
         rate_burst=int(read.number("PAM_RATE_BURST", 20, low=1)),

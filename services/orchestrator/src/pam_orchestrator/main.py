@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+import uvloop
 from pam_shared import logs
 from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, load_settings
@@ -33,7 +34,7 @@ async def run() -> None:
 
 def main() -> None:
     try:
-        asyncio.run(run())
+        uvloop.run(run())
     except ConfigError as exc:
         print(f"pam-orchestrator: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

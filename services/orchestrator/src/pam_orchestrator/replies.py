@@ -7,6 +7,7 @@ last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` heade
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -51,33 +52,76 @@ class Keeper:
 
 
 class ReplyStream:
-    def __init__(self, respond: Respond, reply_to: str | None, keep: Keep) -> None:
+    """One answer's frames, in order.
+
+    Deltas that arrive within ``window`` seconds of the last chunk sent are merged into
+    the next one: a model that emits tokens in bursts (or the offline engine, which emits
+    all at once) costs a few messages instead of one per token, while a steady stream is
+    forwarded token by token with no added delay.
+    """
+
+    def __init__(self, respond: Respond, reply_to: str | None, keep: Keep, window: float) -> None:
         self.respond = respond
         self.keep = keep
         self.reply_to = reply_to
+        self.window = window
         self.message_id = uuid.uuid4().hex
         self.parts: list[str] = []
         self.actions: list[UiAction] = []
         self.last_sent = time.monotonic()
         self.first_chunk_at: float | None = None
+        self._seq = 0
+        self._unsent = 0
+        self._chunk_sent_at = 0.0
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
     async def chunk(self, delta: str) -> None:
-        if self.first_chunk_at is None:
-            self.first_chunk_at = time.monotonic()
-        frame = ChatChunk(message_id=self.message_id, seq=len(self.parts), delta=delta, reply_to=self.reply_to)
         self.parts.append(delta)
+        self._unsent += 1
+        if self._flusher is not None:
+            return
+        wait = self._chunk_sent_at + self.window - time.monotonic()
+        if wait <= 0:
+            await self._send_chunk()
+        else:
+            self._flusher = asyncio.create_task(self._send_chunk_after(wait))
+
+    async def _send_chunk_after(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._flusher = None
+        await self._send_chunk()
+
+    async def _send_chunk(self) -> None:
+        if not self._unsent:
+            return
+        delta = "".join(self.parts[-self._unsent :])
+        self._unsent = 0
+        self._chunk_sent_at = time.monotonic()
+        if self.first_chunk_at is None:
+            self.first_chunk_at = self._chunk_sent_at
+        frame = ChatChunk(message_id=self.message_id, seq=self._seq, delta=delta, reply_to=self.reply_to)
+        self._seq += 1
         await self._publish(encoder.encode(frame))
 
+    async def flush(self) -> None:
+        """Send merged deltas still waiting; every other frame goes out after them."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await self._send_chunk()
+
     async def ui_actions(self, actions: list[UiAction]) -> None:
+        await self.flush()
         self.actions.extend(actions)
         frame = UiActions(actions=actions, message_id=self.message_id, reply_to=self.reply_to)
         await self._publish_kept(encoder.encode(frame))
 
     async def finish(self, text: str, intent: str) -> None:
+        await self.flush()
         frame = ChatResponse(
             message=text,
             timestamp=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -88,6 +132,7 @@ class ReplyStream:
         await self._publish_kept(encoder.encode(frame), end=True)
 
     async def fail(self, code: str, details: object = None) -> None:
+        await self.flush()
         await self._publish_kept(encoder.encode(error_frame(code, details, self.reply_to)), end=True)
 
     async def progress(self) -> None:

@@ -80,7 +80,7 @@ class Orchestrator:
             return
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
         keeper = Keeper(self.nc, self.names, chat.user_id, chat.request_id)
-        replies = ReplyStream(request.respond, chat.message_id, keeper)
+        replies = ReplyStream(request.respond, chat.message_id, keeper, self.settings.chunk_window_ms / 1000)
         context = contextvars.copy_context()
         context.run(tracing.current_traceparent.set, (request.headers or {}).get(tracing.TRACEPARENT))
         task = asyncio.create_task(self.serve(chat, replies), context=context)
