@@ -7,6 +7,7 @@ and, when it asks for one, its own database, so runs never see each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -101,16 +102,17 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
         yield running
     finally:
         running.close()
-        asyncio.run(_delete_stream(nats_url, Subjects(namespace).events_stream))
+        names = Subjects(namespace)
+        asyncio.run(_delete_streams(nats_url, names.events_stream, names.frames_stream, f"KV_{names.rate_bucket}"))
 
 
-async def _delete_stream(nats_url: str, stream: str) -> None:
-    """Streams outlive processes; each test removes the one its namespace made."""
+async def _delete_streams(nats_url: str, *streams: str) -> None:
+    """Streams and buckets outlive processes; each test removes the ones its namespace made."""
     nc = await nats.connect(nats_url)
     try:
-        await nc.jetstream().delete_stream(stream)
-    except nats.js.errors.NotFoundError:
-        pass
+        for stream in streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await nc.jetstream().delete_stream(stream)
     finally:
         await nc.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import nats
+from pam_shared.subjects import Subjects
 from prometheus_client.parser import text_string_to_metric_families
 from support.client import PamClient
 from support.processes import free_port
@@ -71,3 +73,27 @@ async def test_orchestrator_metrics_count_intents_llm_timings_and_errors(stack, 
     assert value(samples, "pam_orchestrator_llm_seconds_count") == 1
     assert value(samples, "pam_orchestrator_llm_errors_total", kind="server_error") == 1
     assert value(samples, "pam_orchestrator_inflight_requests") == 0
+
+
+async def test_persistence_metrics_count_written_events_batches_and_dead_letters(
+    stack, database_url, nats_url, namespace
+):
+    port = free_port()
+    persistence = stack.persistence(DATABASE_URL=database_url, PAM_METRICS_PORT=str(port))
+    stack.orchestrator()
+    gateway = stack.gateway()
+    async with await PamClient.connect(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
+        await client.recv()
+        await client.chat("log 12 dollars for bait", "u1")
+    nc = await nats.connect(nats_url)
+    await nc.jetstream().publish(Subjects(namespace).event("user_message"), b"not an event")
+    await nc.close()
+    persistence.wait_for("parking event")
+    persistence.wait_for("stored analytics event")
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    for kind in ("user_message", "assistant_message", "analytics"):
+        assert value(samples, "pam_persistence_events_written_total", kind=kind) == 1
+    assert value(samples, "pam_persistence_dead_lettered_total") == 1
+    assert value(samples, "pam_persistence_batch_size_count") >= 1
+    assert value(samples, "pam_persistence_write_seconds_count") >= 1
+    assert value(samples, "pam_persistence_consumer_lag") == 0

@@ -12,7 +12,8 @@ from support.client import PamClient
 from support.tokens import token
 
 
-async def test_a_chat_s_trace_id_is_in_the_gateway_and_orchestrator_lines(stack, llm_env):
+async def test_a_chat_s_trace_id_is_in_the_gateway_orchestrator_and_persistence_lines(stack, llm_env, database_url):
+    persistence = stack.persistence(DATABASE_URL=database_url)
     orchestrator = stack.orchestrator(**llm_env)
     gateway = stack.gateway()
     async with await PamClient.connect(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
@@ -22,6 +23,8 @@ async def test_a_chat_s_trace_id_is_in_the_gateway_and_orchestrator_lines(stack,
     trace_id = accepted.group(1)
     answered = orchestrator.wait_for(r"answered fuel via openai .*trace_id=([0-9a-f]{32})")
     assert answered.group(1) == trace_id
+    for kind in ("user_message", "assistant_message", "analytics"):
+        persistence.wait_for(rf"stored {kind} event .*trace_id={trace_id}")
 
 
 async def test_production_logs_are_json_lines_with_the_context_fields(stack):

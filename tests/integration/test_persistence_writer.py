@@ -45,7 +45,11 @@ def names(namespace: str) -> Subjects:
 
 async def test_an_event_delivered_twice_is_stored_once(database_url, db, js, names, stack):
     stack.persistence(DATABASE_URL=database_url)
-    message, analytics = user_message("u1", "I spent $12 on fuel"), analytics_event("u1")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    message, analytics = (
+        user_message("u1", "I spent $12 on fuel", trace_id=trace),
+        analytics_event("u1", trace_id=trace),
+    )
     await publish(js, names, message, analytics)
     await publish(js, names, message, analytics, dedupe=False)  # same events again, as a redelivery
     first = user_message("u1", "first marker")
@@ -57,8 +61,8 @@ async def test_an_event_delivered_twice_is_stored_once(database_url, db, js, nam
     await until(lambda: count(db, "messages", "id = $1", second.event_id), lambda n: n == 1)
 
     assert (await js.stream_info(names.events_stream)).state.messages == 8
-    assert await count(db, "messages", "id = $1", message.event_id) == 1
-    assert await count(db, "analytics_events", "id = $1", analytics.event_id) == 1
+    assert await count(db, "messages", "id = $1 AND trace_id = $2", message.event_id, trace) == 1
+    assert await count(db, "analytics_events", "id = $1 AND trace_id = $2", analytics.event_id, trace) == 1
     assert await count(db, "messages") == 3
     assert await count(db, "conversations") == 1
 
@@ -106,6 +110,28 @@ async def test_events_wait_while_postgres_is_unreachable_and_are_written_when_it
         await asyncio.to_thread(persistence.wait_for, "database back")
         assert persistence.running
         assert await until(lambda: consumer_settled(js, names), bool)
+
+
+async def test_starting_while_postgres_is_unreachable_waits_for_it_instead_of_crashing(
+    database_url, db, js, names, stack
+):
+    with TcpProxy(database_url) as proxy:
+        proxy.cut()
+        starting = asyncio.create_task(
+            asyncio.to_thread(stack.persistence, DATABASE_URL=proxy.url_through(database_url))
+        )
+        process = await until(lambda: _latest(stack), lambda p: p is not None)
+        for _ in range(3):  # retrying, not exiting
+            await asyncio.to_thread(process.wait_for, "database .* not ready", after=len(process.lines))
+        assert process.running
+        await publish(js, names, user_message("u1", "sent while persistence waits for its database"))
+        proxy.open()
+        await starting
+        await until(lambda: count(db, "messages"), lambda n: n == 1)
+
+
+async def _latest(stack):
+    return stack.processes[-1] if stack.processes and stack.processes[-1].proc is not None else None
 
 
 async def test_instances_share_the_consumer_and_keep_one_conversation_per_user(database_url, db, js, names, stack):

@@ -19,11 +19,14 @@ import sys
 from datetime import timedelta
 
 import asyncpg
+import uvloop
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
-from pam_shared import __version__, bus, logs
+from pam_shared import __version__, bus, debugging, logs
 from pam_shared.journal import ensure_stream
+from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, Settings, load_settings
 
 from pam_persistence import db
@@ -45,6 +48,7 @@ class Persistence:
         self.pool: asyncpg.Pool | None = None
         self.service: Service | None = None
         self.writer: Writer | None = None
+        self.debug_switch: Subscription | None = None
 
     async def start(self) -> None:
         settings, names = self.settings, self.names
@@ -71,6 +75,7 @@ class Persistence:
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler
             )
+        self.debug_switch = await debugging.listen(self.nc, names)
         log.info(
             "ready: consuming %s as %s (batch %d, flush %g ms)",
             names.events_stream,
@@ -100,6 +105,7 @@ async def run() -> None:
     logs.setup_logging("persistence", settings.instance_id, settings.log_level, settings.is_production)
     if settings.database_url is None:
         raise ConfigError("DATABASE_URL is required by pam-persistence")
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     persistence = Persistence(settings, settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,7 +124,7 @@ async def run() -> None:
 
 def main() -> None:
     try:
-        asyncio.run(run())
+        uvloop.run(run())
     except ConfigError as exc:
         print(f"pam-persistence: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

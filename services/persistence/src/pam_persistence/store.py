@@ -2,9 +2,11 @@
 
 Redelivery is harmless: messages already stored are skipped before they are placed in
 a conversation, and every insert also says ``ON CONFLICT DO NOTHING``.  Rows go in as
-one ``INSERT ... SELECT FROM unnest(arrays)`` per table: one round trip per table,
-no temporary tables (so it also works behind a transaction-mode pooler), and as fast
-as COPY into a temporary table at these batch sizes (``bench/persistence_ingest.py``).
+one ``INSERT ... SELECT FROM unnest(arrays)`` per table, picked by measurement
+(``bench/persistence_ingest.py``): ``executemany`` is 1.3-2x slower at 500 rows;
+COPY into a temporary table + ``INSERT ... SELECT`` ties with it at 500 rows but is
+1.4-2.5x slower at 20, the size steady traffic makes; and unnest needs no temporary
+table, so it also works behind a transaction-mode pooler.
 
 Each batch first upserts its users in id order; that row lock serializes instances
 writing for the same user, so two of them never start two conversations at once.
@@ -106,17 +108,18 @@ def _message_row(m: Message, conversation_id: uuid.UUID) -> tuple[object, ...]:
     at = moment(m.created_at)
     if isinstance(m, UserMessage):
         return (m.event_id, conversation_id, m.user_id, m.session_id, "user", m.content, None,
-                m.client_message_id, None, m.current_page, None, at)  # fmt: skip
+                m.client_message_id, None, m.current_page, None, at, m.trace_id)  # fmt: skip
     actions = _actions_encoder.encode(m.ui_actions).decode() if m.ui_actions else None
     return (m.event_id, conversation_id, m.user_id, m.session_id, "assistant", m.content, m.intent,
-            None, m.reply_to, "", actions, at)  # fmt: skip
+            None, m.reply_to, "", actions, at, m.trace_id)  # fmt: skip
 
 
 async def _insert_analytics(conn: asyncpg.Connection, events: list[AnalyticsEvent]) -> None:
     if events:
         rows = [
             (e.event_id, e.user_id, e.session_id, e.message_id, e.intent, e.engine, e.model, e.orchestrator,
-             e.total_ms, e.time_to_first_chunk_ms, e.tokens_in, e.tokens_out, e.error_code, moment(e.created_at))
+             e.total_ms, e.time_to_first_chunk_ms, e.tokens_in, e.tokens_out, e.error_code, moment(e.created_at),
+             e.trace_id)
             for e in events
         ]  # fmt: skip
         await conn.execute(_ANALYTICS, *_columns(rows))
@@ -157,22 +160,23 @@ ON CONFLICT (id) DO UPDATE SET
 
 _MESSAGES = """
 INSERT INTO messages (id, conversation_id, user_id, session_id, role, content, intent,
-                      client_message_id, reply_to, current_page, ui_actions, created_at)
+                      client_message_id, reply_to, current_page, ui_actions, created_at, trace_id)
 SELECT id, conversation_id, user_id, session_id, role, content, intent,
-       client_message_id, reply_to, current_page, ui_actions::jsonb, created_at
+       client_message_id, reply_to, current_page, ui_actions::jsonb, created_at, trace_id
 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+            $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[])
     AS batch (id, conversation_id, user_id, session_id, role, content, intent,
-              client_message_id, reply_to, current_page, ui_actions, created_at)
+              client_message_id, reply_to, current_page, ui_actions, created_at, trace_id)
 ON CONFLICT (id) DO NOTHING
 """
 
 _ANALYTICS = """
 INSERT INTO analytics_events (id, user_id, session_id, message_id, intent, engine, model, orchestrator,
-                              total_ms, time_to_first_chunk_ms, tokens_in, tokens_out, error_code, created_at)
+                              total_ms, time_to_first_chunk_ms, tokens_in, tokens_out, error_code, created_at,
+                              trace_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::float8[], $10::float8[], $11::int4[], $12::int4[], $13::text[],
-                     $14::timestamptz[])
+                     $14::timestamptz[], $15::text[])
 ON CONFLICT (id) DO NOTHING
 """
 
