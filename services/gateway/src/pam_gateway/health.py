@@ -7,8 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import msgspec
-from pam_shared import __version__, bus
+from pam_shared import __version__, discovery
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -17,26 +16,6 @@ if TYPE_CHECKING:
 
 DISCOVERY_WINDOW_SECONDS = 0.25
 PROBE_TIMEOUT_SECONDS = 1.0
-
-
-class EndpointStats(msgspec.Struct):
-    name: str
-    num_requests: int = 0
-    num_errors: int = 0
-
-
-class InstanceStats(msgspec.Struct):
-    """The part of a ``$SRV.STATS`` reply (nats.micro) that the health view shows."""
-
-    id: str
-    name: str
-    version: str
-    started: str
-    endpoints: list[EndpointStats] = []
-    metadata: dict[str, str] | None = None
-
-
-_stats_decoder = msgspec.json.Decoder(InstanceStats)
 
 
 async def liveness(request: Request) -> Response:
@@ -83,24 +62,18 @@ def detailed(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
 
 async def _instances(gateway: Gateway, service: str) -> list[dict[str, object]]:
     assert gateway.nc is not None
-    replies = await bus.gather_replies(gateway.nc, f"$SRV.STATS.{service}", DISCOVERY_WINDOW_SECONDS)
-    instances = []
-    for reply in replies:
-        try:
-            stats = _stats_decoder.decode(reply.data)
-        except msgspec.DecodeError:
-            continue
-        instances.append(
-            {
-                "id": stats.id,
-                "version": stats.version,
-                "started": stats.started,
-                "requests": sum(e.num_requests for e in stats.endpoints),
-                "errors": sum(e.num_errors for e in stats.endpoints),
-                "metadata": stats.metadata or {},
-            }
-        )
-    return instances
+    found = await discovery.instances(gateway.nc, service, DISCOVERY_WINDOW_SECONDS)
+    return [
+        {
+            "id": stats.id,
+            "version": stats.version,
+            "started": stats.started,
+            "requests": stats.requests,
+            "errors": stats.errors,
+            "metadata": stats.metadata or {},
+        }
+        for stats in found
+    ]
 
 
 def _without_credentials(url: str) -> str:

@@ -69,6 +69,19 @@ class Session:
         self._recent_ids: deque[str] = deque(maxlen=RECENT_EVENT_IDS)
         self._held: list[tuple[bytes, str | None]] | None = None
 
+    def connected(self, message: str) -> Connection:
+        """The ``connection`` frame that opens a session, and answers a token refresh."""
+        identity = self.identity
+        return Connection(
+            status="connected",
+            message=message,
+            session_id=self.id,
+            user_id=identity.user_id,
+            mode="demo" if identity.demo else "live",
+            timestamp=now_iso(),
+            expires_at=identity.expires_at,
+        )
+
     def send(self, frame: msgspec.Struct) -> None:
         self.outbox.put(encoder.encode(frame).decode())
 
@@ -199,17 +212,7 @@ class Session:
             return
         self.identity = identity
         self.watch_expiry()
-        self.send(
-            Connection(
-                status="connected",
-                message="Token refreshed",
-                session_id=self.id,
-                user_id=identity.user_id,
-                mode="live",
-                timestamp=now_iso(),
-                expires_at=identity.expires_at,
-            )
-        )
+        self.send(self.connected("Token refreshed"))
         log.info("token refreshed", extra={**self.log_extra, "marker": logs.OK})
 
     def watch_expiry(self) -> None:
@@ -284,17 +287,7 @@ async def _run(session: Session, websocket: WebSocket) -> None:
     gateway.add(session)
     mode = "demo" if identity.demo else "live"
     log.info("socket opened (%s)", mode, extra={**session.log_extra, "marker": logs.CONNECTION})
-    session.send(
-        Connection(
-            status="connected",
-            message="Connected to PAM",
-            session_id=session.id,
-            user_id=identity.user_id,
-            mode=mode,
-            timestamp=now_iso(),
-            expires_at=identity.expires_at,
-        )
-    )
+    session.send(session.connected("Connected to PAM"))
     session.watch_expiry()
     metrics.connections_opened.labels(mode).inc()
     metrics.connections_open.labels(mode).inc()

@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import msgspec
-from nats.aio.client import Client
-from pam_shared import bus
+from pam_shared import discovery
+from pam_shared.discovery import InstanceStats
 from pam_shared.logs import ERROR, OK
 from pam_shared.settings import load_settings
 
@@ -20,25 +19,6 @@ from pam_cli.failure import Failure
 from pam_cli.nats_link import connect
 
 HEADERS = ("service", "instance", "version", "uptime", "requests", "errors")
-
-
-class EndpointStats(msgspec.Struct):
-    num_requests: int = 0
-    num_errors: int = 0
-
-
-class InstanceStats(msgspec.Struct):
-    """The part of a ``nats.micro`` stats reply the table shows."""
-
-    id: str
-    name: str
-    version: str
-    started: str
-    endpoints: list[EndpointStats] = []
-    metadata: dict[str, str] | None = None
-
-
-_decoder = msgspec.json.Decoder(InstanceStats)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +36,7 @@ async def run(args: argparse.Namespace) -> int:
     services = (names.gateway_service, names.orchestrator_service, names.persistence_service)
     nc = await connect(settings.nats_url)
     try:
-        found = await asyncio.gather(*(collect(nc, service, args.window) for service in services))
+        found = await asyncio.gather(*(discovery.instances(nc, service, args.window) for service in services))
     finally:
         await nc.close()
     rows = [_row(stats) for instances in found for stats in instances]
@@ -69,23 +49,5 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def collect(nc: Client, service: str, window: float) -> list[InstanceStats]:
-    """Every instance of ``service`` that answers within the window, sorted by instance."""
-    replies = await bus.gather_replies(nc, f"$SRV.STATS.{service}", window)
-    instances = []
-    for reply in replies:
-        try:
-            instances.append(_decoder.decode(reply.data))
-        except msgspec.DecodeError:
-            continue
-    return sorted(instances, key=_instance)
-
-
-def _instance(stats: InstanceStats) -> str:
-    return (stats.metadata or {}).get("instance") or stats.id
-
-
 def _row(stats: InstanceStats) -> list[str]:
-    requests = sum(e.num_requests for e in stats.endpoints)
-    errors = sum(e.num_errors for e in stats.endpoints)
-    return [stats.name, _instance(stats), stats.version, since(stats.started), str(requests), str(errors)]
+    return [stats.name, stats.instance, stats.version, since(stats.started), str(stats.requests), str(stats.errors)]
