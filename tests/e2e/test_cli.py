@@ -36,7 +36,7 @@ def url(gateway) -> str:
 
 
 def test_chat_streams_the_answer_and_shows_the_ui_action(stack, pam, llm_env):
-    stack.orchestrator(**llm_env)
+    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0")  # one chunk per token, so the count is known
     gateway = stack.gateway()
     expense = '[tool:create_expense:{"amount": 42, "category": "fuel"}]'
     message = f"I spent $42 on diesel [say:Logged $42 of diesel for you.] {expense}"

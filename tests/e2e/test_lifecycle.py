@@ -111,8 +111,8 @@ async def test_a_worker_killed_mid_stream_ends_the_answer_with_worker_lost(stack
 
 
 async def test_a_client_that_stops_reading_is_cut_off_with_1013(stack, llm_env):
-    stack.orchestrator(**llm_env)
-    gateway = stack.gateway(PAM_SEND_QUEUE_BYTES="65536", PAM_RATE_BURST="1000")
+    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0")  # a frame per word: megabytes the kernel can't buffer
+    gateway = stack.gateway(PAM_SEND_QUEUE_BYTES="65536", PAM_RATE_BURST="1000", PAM_USER_MESSAGES_PER_MINUTE="1000")
     long_answer = "[say:" + "word " * 4000 + "]"
     ws = await websockets.connect(gateway.ws_url(f"/ws/u1?token={token('u1')}"), max_queue=1, compression=None)
     try:
