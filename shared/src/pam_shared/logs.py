@@ -91,7 +91,7 @@ class HumanFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         marker = getattr(record, "marker", None) or (ERROR if record.levelno >= logging.ERROR else "·")
-        fields = " ".join(f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if hasattr(record, k))
+        fields = " ".join(f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if k != "event" and hasattr(record, k))
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         line = f"{stamp} {marker} {self.service} {record.getMessage()}"
         line = f"{line} {fields}" if fields else line
