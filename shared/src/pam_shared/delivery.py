@@ -9,14 +9,18 @@ A client that reconnects asks for every frame after the last id it saw.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Collection
 
+import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from pam_shared.subjects import EVENT_ID_HEADER, Subjects
+from pam_shared.subjects import EVENT_ID_HEADER, REQUEST_ID_HEADER, Subjects
+
+log = logging.getLogger("pam.delivery")
 
 
 async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_seconds: float) -> None:
@@ -27,10 +31,25 @@ async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_sec
         await js.update_stream(config)
 
 
-async def store(js: JetStreamContext, names: Subjects, user_id: str, frame: bytes) -> int:
-    """Keep ``frame`` for the resume window; returns its event id."""
-    ack = await js.publish(names.frames(user_id), frame)
+async def store(js: JetStreamContext, names: Subjects, user_id: str, frame: bytes, chat_id: str | None = None) -> int:
+    """Keep ``frame`` for the resume window (tagged with the chat it answers); returns its event id."""
+    headers = {REQUEST_ID_HEADER: chat_id} if chat_id else None
+    ack = await js.publish(names.frames(user_id), frame, headers=headers)
     return ack.seq
+
+
+async def keep_answer_frame(nc: Client, names: Subjects, user_id: str, chat_id: str, frame: bytes) -> str | None:
+    """Keep one of an answer's lasting frames and copy it to the user's subject, so a socket
+    that resumed elsewhere still gets the end of an answer it lost.  Returns the event id,
+    or None when JetStream could not keep it (the frame still goes out live)."""
+    try:
+        event_id = str(await store(nc.jetstream(), names, user_id, frame, chat_id))
+    except Exception as exc:  # JetStream trouble: not resumable, but not lost for a live socket
+        log.warning("frame not kept for resume: %s", exc)
+        return None
+    headers = {EVENT_ID_HEADER: event_id, REQUEST_ID_HEADER: chat_id}
+    await nc.publish(names.user(user_id), frame, headers=headers)
+    return event_id
 
 
 def with_event_id(frame: bytes, event_id: bytes | str | int) -> bytes:
@@ -40,7 +59,7 @@ def with_event_id(frame: bytes, event_id: bytes | str | int) -> bytes:
 
 async def replay(js: JetStreamContext, names: Subjects, user_id: str, after: int) -> AsyncIterator[RawStreamMsg]:
     """Every kept frame of ``user_id`` with an event id above ``after``, oldest first."""
-    seq = after + 1
+    seq = max(after + 1, 1)
     while True:
         try:
             msg = await js.get_msg(names.frames_stream, seq=seq, subject=names.frames(user_id), next=True)
@@ -48,6 +67,37 @@ async def replay(js: JetStreamContext, names: Subjects, user_id: str, after: int
             return
         yield msg
         seq = msg.seq + 1
+
+
+class _Answered(msgspec.Struct):
+    type: str = ""
+    reply_to: str | None = None
+
+
+_answered = msgspec.json.Decoder(_Answered)
+
+
+async def kept_answers(
+    js: JetStreamContext,
+    names: Subjects,
+    user_id: str,
+    chat_ids: Collection[str] = (),
+    replies_to: Collection[str] = (),
+) -> list[RawStreamMsg]:
+    """The kept frames answering given chats (by our chat id, or by the client's message id)."""
+    found = []
+    async for msg in replay(js, names, user_id, 0):
+        chat_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        if chat_id in chat_ids or (replies_to and _reply_to(msg.data) in replies_to):
+            found.append(msg)
+    return found
+
+
+def _reply_to(frame: bytes | None) -> str | None:
+    try:
+        return _answered.decode(frame or b"{}").reply_to
+    except msgspec.DecodeError:
+        return None
 
 
 async def oldest_event_id(js: JetStreamContext, names: Subjects) -> int:

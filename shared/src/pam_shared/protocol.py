@@ -60,9 +60,11 @@ class Auth(msgspec.Struct, tag_field="type", tag="auth"):
 
 
 class Resume(msgspec.Struct, tag_field="type", tag="resume"):
-    """After a reconnect: send me every kept frame after ``last_event_id``, then live ones."""
+    """After a reconnect: send me every kept frame after ``last_event_id``, and the kept
+    answers to the chats in ``pending`` (message ids still waiting for an answer), then live ones."""
 
     last_event_id: Annotated[int, msgspec.Meta(ge=0)]
+    pending: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=100)] = []
 
 
 ClientFrame = Chat | Ping | Auth | Resume

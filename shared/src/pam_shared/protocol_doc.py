@@ -56,8 +56,11 @@ closes with 4401 at expiry.
 Frames that matter after a drop (an answer's `ui_actions` and its final `chat_response` or
 `error`, and every push) are kept for `PAM_RESUME_WINDOW_SECONDS` (default 15 minutes) in
 JetStream and carry an increasing integer `event_id`. A client that reconnects, to any gateway,
-sends `{"type": "resume", "last_event_id": <the highest event_id it saw>}` and receives every
-kept frame after it, in order, then live frames. `chat_chunk` frames carry no `event_id`: they
+sends `{"type": "resume", "last_event_id": <the highest event_id it saw>, "pending": [<message_id
+of each chat still waiting for an answer>]}` and receives every kept frame after it, and the
+kept answers to its pending chats (answers end out of order, so one may carry a lower id than
+one already seen), in order, then live frames. Frames seen twice carry the same `event_id`:
+ignore repeats. `chat_chunk` frames carry no `event_id`: they
 are not kept, because the `chat_response` that ends the answer holds the whole text, so an
 answer that was still streaming when the socket dropped arrives whole. If frames after
 `last_event_id` have already left the window, an `error` with code `resume_gap` (and

@@ -23,7 +23,7 @@ from typing import Protocol
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from pam_shared import logs, subjects, tracing
+from pam_shared import delivery, logs, subjects, tracing
 from pam_shared.errors import error_frame
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
@@ -39,6 +39,7 @@ class Recipient(Protocol):
     """The session an answer is for (see session.Session)."""
 
     inflight: set[str]
+    user_id: str
 
     def deliver(self, frame: bytes, event_id: str | None) -> None: ...
 
@@ -127,7 +128,7 @@ class Relay:
         headers = msg.headers
         if headers:
             if headers.get("Status") == NO_RESPONDERS:
-                self._fail(request_id, "orchestrator_unavailable")
+                await self._fail(request_id, "orchestrator_unavailable")
                 return
             kind = headers.get(subjects.REPLY_KIND_HEADER)
             if kind == subjects.REPLY_PROGRESS:
@@ -143,6 +144,18 @@ class Relay:
             metrics.first_chunk.observe(pending.last_seen - pending.started)
         pending.recipient.deliver(msg.data, event_id)
 
+    async def _kept_end(self, request_id: str) -> bool:
+        """A worker that died right after keeping its answer's end: deliver that end instead."""
+        pending = self.pending[request_id]
+        js, user_id = self.nc.jetstream(), pending.recipient.user_id
+        kept = await delivery.kept_answers(js, self.names, user_id, chat_ids={pending.chat_id})
+        if not any(delivery.ends_answer(msg.data) for msg in kept):
+            return False
+        self._forget(request_id)
+        for msg in kept:
+            pending.recipient.deliver(msg.data or b"", str(msg.seq))
+        return True
+
     def _forget(self, request_id: str) -> Pending:
         pending = self.pending.pop(request_id)
         pending.recipient.inflight.discard(pending.chat_id)
@@ -150,10 +163,14 @@ class Relay:
             self.idle.set()
         return pending
 
-    def _fail(self, request_id: str, code: str) -> None:
+    async def _fail(self, request_id: str, code: str) -> None:
+        """End an answer with an error, kept for resume like any answer's end."""
         pending = self._forget(request_id)
         metrics.errors.labels(code).inc()
-        pending.recipient.deliver(encoder.encode(error_frame(code, reply_to=pending.reply_to)), None)
+        frame = encoder.encode(error_frame(code, reply_to=pending.reply_to))
+        user_id = pending.recipient.user_id
+        event_id = await delivery.keep_answer_frame(self.nc, self.names, user_id, pending.chat_id, frame)
+        pending.recipient.deliver(frame, event_id)
         trace_id = tracing.trace_id_of(pending.traceparent)
         log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR, "trace_id": trace_id})
 
@@ -164,14 +181,16 @@ class Relay:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - self.timeout
             for request_id in [r for r, p in self.pending.items() if p.last_seen < deadline]:
-                await self._silent(request_id)
+                if request_id in self.pending:
+                    await self._silent(request_id)
 
     async def _silent(self, request_id: str) -> None:
         pending = self.pending[request_id]
         if pending.streamed:
-            self._fail(request_id, "worker_lost")
+            if not await self._kept_end(request_id):
+                await self._fail(request_id, "worker_lost")
         elif pending.retried:
-            self._fail(request_id, "timeout")
+            await self._fail(request_id, "timeout")
         else:
             trace_id = tracing.trace_id_of(pending.traceparent)
             extra = {"marker": logs.RECONNECT, "trace_id": trace_id}

@@ -90,6 +90,10 @@ class Session:
         metrics.errors.labels(code).inc()
         self.send(error_frame(code, details, reply_to))
 
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
     def deliver(self, frame: bytes, event_id: str | None) -> None:
         """Forward an encoded frame from NATS, stamped with its event id, once."""
         if self._held is not None:
@@ -108,8 +112,9 @@ class Session:
             return
         self.deliver(frame, event_id)
 
-    async def _resume(self, after: int) -> None:
-        """Replay every kept frame after ``after``, then let live frames through again."""
+    async def _resume(self, after: int, pending: list[str]) -> None:
+        """Replay every kept frame after ``after``, and the kept answers to ``pending`` chats
+        (whose ends may carry lower ids: answers finish out of order), then live frames."""
         self.resumed = True
         self._held = []
         names, js = self.gateway.settings.subjects, self.gateway.js
@@ -156,7 +161,7 @@ class Session:
         elif type(frame) is Auth:
             self._refresh(frame.token)
         elif type(frame) is Resume:
-            await self._resume(frame.last_event_id)
+            await self._resume(frame.last_event_id, frame.pending)
 
     def _reject(self, text: str, exc: msgspec.DecodeError) -> None:
         """Say precisely what was wrong with a frame that did not decode."""

@@ -34,21 +34,14 @@ Keep = Callable[[bytes], Awaitable[dict[str, str]]]
 
 
 class Keeper:
-    """Keeps an answer's lasting frames for resume and copies them to the user's subject,
-    so a client that reconnected elsewhere still gets the end of an answer it lost."""
+    """Keeps an answer's lasting frames for resume (see ``pam_shared.delivery``)."""
 
-    def __init__(self, nc: Client, names: Subjects, user_id: str, request_id: str) -> None:
-        self.nc, self.names, self.user_id, self.request_id = nc, names, user_id, request_id
+    def __init__(self, nc: Client, names: Subjects, user_id: str, chat_id: str) -> None:
+        self.nc, self.names, self.user_id, self.chat_id = nc, names, user_id, chat_id
 
     async def __call__(self, frame: bytes) -> dict[str, str]:
-        try:
-            event_id = str(await delivery.store(self.nc.jetstream(), self.names, self.user_id, frame))
-        except Exception as exc:  # JetStream trouble: the frame still goes out, just not resumable
-            log.warning("frame not kept for resume: %s", exc)
-            return {}
-        headers = {subjects.EVENT_ID_HEADER: event_id, subjects.REQUEST_ID_HEADER: self.request_id}
-        await self.nc.publish(self.names.user(self.user_id), frame, headers=headers)
-        return {subjects.EVENT_ID_HEADER: event_id}
+        event_id = await delivery.keep_answer_frame(self.nc, self.names, self.user_id, self.chat_id, frame)
+        return {subjects.EVENT_ID_HEADER: event_id} if event_id else {}
 
 
 class ReplyStream:

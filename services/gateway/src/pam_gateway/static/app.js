@@ -217,7 +217,11 @@ function onConnection(frame) {
     setStatus("reconnecting", "PAM is restarting · reconnecting…");
     return;
   }
-  if (lastEventId) send({ type: "resume", last_event_id: lastEventId }); // fetch what we missed
+  if (lastEventId) {
+    // fetch what we missed: everything after the newest event, and the answers still owed
+    const pending = [...answers.entries()].filter(([, a]) => a.state === "streaming").map(([id]) => id);
+    send({ type: "resume", last_event_id: lastEventId, pending: pending.slice(-100) });
+  }
   pam.mode = frame.mode;
   const ms = Math.round(performance.now() - pam.metrics.connect_time);
   log("✅", `connected in ${ms} ms`, frame);
