@@ -80,7 +80,7 @@ def send(page: Page, text: str):
 
 
 def test_a_message_gets_a_streamed_answer_with_the_seeds_context(stack, page, screenshot):
-    stack.orchestrator()
+    stack.orchestrator(PAM_CHUNK_WINDOW_MS="0")  # a chunk per word, so the page must assemble them
     gateway = stack.gateway()
     sent: list[dict] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(json.loads(payload))))

@@ -46,7 +46,7 @@ def answer_events(
         message_id=replies.message_id,
         content=outcome.text,
         intent=outcome.intent,
-        created_at=now,
+        created_at=replies.finished_at or now,
         reply_to=request.message_id,
         ui_actions=replies.actions,
         trace_id=trace_id,

@@ -63,6 +63,7 @@ class ReplyStream:
         self.actions: list[UiAction] = []
         self.last_sent = time.monotonic()
         self.first_chunk_at: float | None = None
+        self.finished_at: float | None = None
         self._seq = 0
         self._unsent = 0
         self._chunk_sent_at = 0.0
@@ -114,6 +115,7 @@ class ReplyStream:
         await self._publish_kept(encoder.encode(frame))
 
     async def finish(self, text: str, intent: str) -> None:
+        self.finished_at = time.time()  # before the client can see it, so its next chat sorts after
         await self.flush()
         frame = ChatResponse(
             message=text,
