@@ -8,6 +8,7 @@ variable fails here instead of being silently ignored in a container.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -48,7 +49,30 @@ def test_the_settings_parser_finds_the_documented_variables():
 
 
 def test_the_stack_has_exactly_its_services(compose):
-    assert set(compose["services"]) == {"nats", "postgres", *APP_SERVICES}
+    always = {name for name, service in compose["services"].items() if not service.get("profiles")}
+    assert always == {"nats", "postgres", *APP_SERVICES}
+
+
+def test_the_observability_profile_scrapes_every_service_and_provisions_the_dashboard(compose):
+    services = compose["services"]
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["observability"]
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    assert set(jobs) == APP_SERVICES
+    assert jobs["gateway"]["static_configs"][0]["targets"] == ["gateway:8000"]
+    for worker in ("orchestrator", "persistence"):  # every replica, found by DNS, on its metrics port
+        assert jobs[worker]["dns_sd_configs"][0]["names"] == [worker]
+        assert services[worker]["environment"]["PAM_METRICS_HOST"] == "0.0.0.0"
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/pam.json").read_text())
+    queries = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for metric in (
+        "pam_gateway_connections_open",
+        "pam_gateway_answer_seconds_count",
+        "pam_gateway_first_chunk_seconds_bucket",
+        "pam_orchestrator_llm_errors_total",
+        "pam_persistence_consumer_lag",
+    ):
+        assert metric in queries
 
 
 def test_nats_runs_jetstream_on_a_volume_with_a_health_check(compose):
