@@ -28,7 +28,7 @@ class Outbox:
 
     def __init__(self, websocket: WebSocket, limit_bytes: int) -> None:
         self._websocket = websocket
-        self._queue: deque[str] = deque()
+        self._queue: deque[str] | None = None  # made on first use: most sockets sit idle
         self._queued = 0
         self._limit = limit_bytes
         self._writer: asyncio.Task[None] | None = None
@@ -41,6 +41,8 @@ class Outbox:
         if self.closed:
             return
         metrics.count_out(text)
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(text)
         self._queued += len(text)
         if self._queued > self._limit:
@@ -67,7 +69,7 @@ class Outbox:
     def discard(self) -> None:
         """The socket is gone: drop queued frames and stop writing."""
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
@@ -80,7 +82,7 @@ class Outbox:
                 await self._websocket.send_text(text)
         except Exception:  # the peer went away mid-send; the receive loop sees it too
             self.closed = True
-            self._queue.clear()
+            self._queue = None
         finally:
             self._writer = None
 

@@ -52,6 +52,23 @@ def now_iso() -> str:
 
 
 class Session:
+    # Slots, and containers made only when first needed: thousands of idle sessions add up.
+    __slots__ = (
+        "gateway",
+        "identity",
+        "id",
+        "outbox",
+        "bucket",
+        "_expiry",
+        "opened",
+        "messages",
+        "errors",
+        "inflight",
+        "resumed",
+        "_recent_ids",
+        "_held",
+    )
+
     def __init__(self, gateway: Gateway, outbox: Outbox, identity: Identity) -> None:
         self.gateway = gateway
         self.identity = identity
@@ -59,15 +76,18 @@ class Session:
         self.outbox = outbox
         settings = gateway.settings
         self.bucket = TokenBucket(settings.rate_burst, settings.rate_per_second)
-        self.log_extra = {"session_id": self.id, "user_id": identity.user_id}
-        self._expiry: list[asyncio.TimerHandle] = []
+        self._expiry: tuple[asyncio.TimerHandle, ...] = ()
         self.opened = time.monotonic()
         self.messages = 0
         self.errors = 0
         self.inflight: set[str] = set()
         self.resumed = False
-        self._recent_ids: deque[str] = deque(maxlen=RECENT_EVENT_IDS)
+        self._recent_ids: deque[str] | None = None
         self._held: list[tuple[bytes, str | None]] | None = None
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        return {"session_id": self.id, "user_id": self.identity.user_id}
 
     def connected(self, message: str) -> Connection:
         """The ``connection`` frame that opens a session, and answers a token refresh."""
@@ -100,7 +120,9 @@ class Session:
             self._held.append((frame, event_id))  # a replay is running: keep order
             return
         if event_id is not None:
-            if event_id in self._recent_ids:
+            if self._recent_ids is None:
+                self._recent_ids = deque(maxlen=RECENT_EVENT_IDS)
+            elif event_id in self._recent_ids:
                 return
             self._recent_ids.append(event_id)
             frame = with_event_id(frame, event_id)
@@ -230,15 +252,15 @@ class Session:
         settings = self.gateway.settings
         in_seconds = expires_at - time.time()
         warn_in = max(0.0, in_seconds - settings.token_warning_seconds)
-        self._expiry = [
+        self._expiry = (
             loop.call_later(warn_in, self.send_error, "token_expiring", {"expires_at": expires_at}),
             loop.call_later(in_seconds + settings.jwt_leeway_seconds, self._expired),
-        ]
+        )
 
     def stop_watching(self) -> None:
         for handle in self._expiry:
             handle.cancel()
-        self._expiry = []
+        self._expiry = ()
 
     def _expired(self) -> None:
         log.info("token expired on an open socket", extra={**self.log_extra, "marker": logs.CONNECTION})
