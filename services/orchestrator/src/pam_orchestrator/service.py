@@ -63,6 +63,7 @@ class Orchestrator:
             queue_group=self.names.orchestrator_queue,
             handler=self.on_chat,
         )
+        await self.nc.flush()  # the server has our subscriptions before we say we are ready
         log.info(
             "ready: serving %s as queue group %s (engine: %s)",
             self.names.chat_request,

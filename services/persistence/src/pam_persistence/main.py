@@ -75,6 +75,7 @@ class Persistence:
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler
             )
+        await self.nc.flush()  # the server has our subscriptions before we say we are ready
         self.debug_switch = await debugging.listen(self.nc, names)
         log.info(
             "ready: consuming %s as %s (batch %d, flush %g ms)",
