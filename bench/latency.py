@@ -1,0 +1,196 @@
+"""Scenario 5, added latency: the test server's first token comes after a fixed delay; what does
+the system add before the client sees its first ``chat_chunk``?  50 concurrent conversations.
+
+The first token carries when the request reached the test server (``a=``) and when the
+token left it (``t=``), so per answer
+
+    added = (first chunk seen - chat sent) - (t - a)
+
+which is everything outside the model: gateway, NATS, orchestrator, SDK and HTTP, both
+ways.  Beside it the yardstick: the same test server read directly with the ``openai``
+SDK (the HTTP and SDK share of it).  Target: p50 <= 2 ms, p99 <= 10 ms.
+An answer is its first token after 0.5 s, then 9 more at 50 tokens/s; each conversation
+starts at its own offset within one answer's length and waits 0-100 ms (random) between
+chats, so 50 conversations make about 65 chats/s without arriving in lockstep.  The first
+3 s are not counted: 50 new model connections and first-use costs make them slow.
+Conversation history is off (``PAM_HISTORY_TURNS=0``): its lookup is persistence's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from bench import cli, results
+from bench.fake_llm import FakeLLM
+from bench.frames import CHAT, is_chunk, is_final
+from bench.project import Project
+from bench.server_options import resolved
+from bench.stats import summary
+from bench.streaming import MESSAGES, warm_direct, warm_gateway
+from bench.wsload import close_sockets, open_sockets, raise_open_files_limit, run
+
+CONVERSATIONS = 50
+FIRST_DELAY = 0.5
+TOKENS = 10
+RATE = 50.0
+WARMUP_SECONDS = 3.0
+REPLY_TIMEOUT = 10.0
+CYCLE_SECONDS = FIRST_DELAY + TOKENS / RATE
+THINK_SECONDS = 0.1
+FIRST = re.compile(r"a=(\d+);t=(\d+)")
+
+
+@dataclass
+class Samples:
+    begin: int
+    added: list[float] = field(default_factory=list)
+    upstream: list[float] = field(default_factory=list)
+    downstream: list[float] = field(default_factory=list)
+    stalled: int = 0
+
+    def take(self, sent: int, text: str) -> bool:
+        """Record the first token's figures; False if ``text`` does not carry it."""
+        seen = time.monotonic_ns()
+        match = FIRST.search(text)
+        if match is None:
+            return False
+        if sent >= self.begin:
+            arrived, emitted = int(match[1]), int(match[2])
+            self.added.append(((seen - sent) - (emitted - arrived)) / 1e6)
+            self.upstream.append((arrived - sent) / 1e6)
+            self.downstream.append((seen - emitted) / 1e6)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "added_ms": summary(self.added, 3),
+            "request_to_model_ms": summary(self.upstream, 3),
+            "token_to_client_ms": summary(self.downstream, 3),
+            "stalled_conversations": self.stalled,
+        }
+
+
+async def _chat(ws: Any, samples: Samples) -> None:
+    sent = time.monotonic_ns()
+    await ws.send(CHAT)
+    waiting = True
+    while not is_final(frame := await ws.recv()):
+        if waiting and is_chunk(frame):
+            waiting = not samples.take(sent, frame)
+
+
+async def _pause(first: bool, index: int) -> None:
+    """Spread the conversations: staggered starts over one answer's length, then a random
+    think time, so 50 clients do not send in lockstep (equal answers would keep them so)."""
+    if first:
+        await asyncio.sleep(CYCLE_SECONDS * index / CONVERSATIONS)
+    else:
+        await asyncio.sleep(random.uniform(0, THINK_SECONDS))
+
+
+async def _over_gateway(ws: Any, index: int, end: float, samples: Samples) -> None:
+    first = True
+    while time.monotonic() < end:
+        await _pause(first, index)
+        first = False
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                await _chat(ws, samples)
+        except TimeoutError:
+            samples.stalled += 1
+            return
+
+
+async def _direct(client: openai.AsyncOpenAI, index: int, end: float, samples: Samples) -> None:
+    first = True
+    while time.monotonic() < end:
+        await _pause(first, index)
+        first = False
+        sent = time.monotonic_ns()
+        stream = await client.chat.completions.create(model="bench", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        waiting = True
+        async for chunk in stream:
+            for choice in chunk.choices:
+                if waiting and choice.delta.content:
+                    waiting = not samples.take(sent, choice.delta.content)
+
+
+def _window(seconds: float) -> tuple[Samples, float]:
+    now = time.monotonic()
+    return Samples(begin=time.monotonic_ns() + int(WARMUP_SECONDS * 1e9)), now + WARMUP_SECONDS + seconds
+
+
+async def gateway_load(project: Project, seconds: float) -> Samples:
+    await warm_gateway(project)
+    sockets = await open_sockets([project.ws_url(f"latency-{i}") for i in range(CONVERSATIONS)], greeted=True)
+    samples, end = _window(seconds)
+    try:
+        conversations = (_over_gateway(ws, i, end, samples) for i, ws in enumerate(sockets))
+        await asyncio.wait_for(asyncio.gather(*conversations), seconds + 30)
+    finally:
+        await close_sockets(sockets)
+    return samples
+
+
+async def direct_load(url: str, seconds: float) -> Samples:
+    await warm_direct(url)
+    samples, end = _window(seconds)
+    async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as client:
+        conversations = (_direct(client, i, end, samples) for i in range(CONVERSATIONS))
+        await asyncio.wait_for(asyncio.gather(*conversations), seconds + 30)
+    return samples
+
+
+def checks(project: dict[str, Any], direct: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for quantile, limit in (("p50", 2.0), ("p99", 10.0)):
+        ours, theirs = project["added_ms"].get(quantile), direct["added_ms"].get(quantile)
+        met = ours is not None and ours <= limit
+        versus = results.ratio(ours, theirs)
+        rows.append(results.check(f"added ms {quantile}", ours, theirs, f"<= {limit:g} ms", met, versus))
+    return rows
+
+
+def main() -> None:
+    args = cli.parser(__doc__.splitlines()[0]).parse_args()
+    raise_open_files_limit()
+    seconds = 4.0 if args.quick else 20.0
+    options = cli.server_options(args)
+    load_before = results.load_average()
+    with FakeLLM("latency", TOKENS, RATE, FIRST_DELAY) as llm:
+        direct = run(direct_load(llm.url, seconds)).report()
+        print(f"  direct: {direct['added_ms']}", flush=True)
+        with Project(
+            "latency",
+            options,
+            llm_url=llm.url,
+            env={"PAM_HISTORY_TURNS": "0", **cli.service_env(args)},
+        ) as project:
+            ours = run(gateway_load(project, seconds)).report()
+        print(f"  gateway: {ours['added_ms']}", flush=True)
+    path = results.write(
+        args.name or "latency",
+        {
+            "scenario": "5",
+            "title": f"added latency to first chunk, {CONVERSATIONS} conversations, first token at {FIRST_DELAY:g} s",
+            "quick": args.quick,
+            "options": {"label": options.label, **resolved(options), "service_env": cli.service_env(args)},
+            "load_before": load_before,
+            "load_after": results.load_average(),
+            "project": ours,
+            "yardstick": direct,
+            "checks": checks(ours, direct),
+        },
+    )
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

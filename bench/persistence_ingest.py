@@ -1,0 +1,390 @@
+"""Persistence ingest: events through JetStream into PostgreSQL, beside a raw COPY of the same rows.
+
+Starts real ``pam-persistence`` processes on a database and NATS namespace of its own, then
+
+1. steady: publishes ``--events`` events (each chat is a user message, an assistant message
+   and an analytics event) at ``--rate`` events/s, sampling the shared consumer's lag
+   (``num_pending + num_ack_pending`` from consumer info) as it goes;
+2. backlog: stops persistence, publishes ``--backlog`` events, starts it again and times
+   the drain (the "persistence was down" case, and the most it can write per second);
+3. yardsticks: the very rows that were written, copied with asyncpg's raw COPY, and
+   written with each way the writer could insert them (executemany, COPY into a
+   temporary table + INSERT ... SELECT, INSERT ... SELECT FROM unnest), all with
+   ``ON CONFLICT DO NOTHING`` except the raw COPY.
+
+Prints a table and writes ``bench/results/persistence_ingest.json``; drops its database and
+stream afterwards.  ``--quick`` finishes in well under a minute.
+
+    .venv/bin/python bench/persistence_ingest.py [--quick] [--events N] [--rate R] [--instances K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import asyncpg
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from pam_shared.events import SUBJECT_KIND, AnalyticsEvent, AssistantMessage, Event, UserMessage, event_encoder
+from pam_shared.journal import ensure_stream
+from pam_shared.subjects import Subjects
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results" / "persistence_ingest.json"
+SAMPLE_SECONDS = 0.25
+TICK_SECONDS = 0.01
+DRAIN_POLL_SECONDS = 0.02
+USERS = 500
+METHOD_REPEATS = 3
+SMALL_BATCH = 20
+
+
+@dataclass
+class Options:
+    events: int
+    rate: float
+    backlog: int
+    instances: int
+    batch_size: int
+    flush_ms: float
+    nats_url: str
+    postgres_url: str
+
+
+@dataclass
+class Sample:
+    t: float
+    published: int
+    lag: int
+
+
+@dataclass
+class Results:
+    options: dict[str, object]
+    steady: dict[str, object] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    backlog: dict[str, object] = field(default_factory=dict)
+    yardsticks: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def parse() -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    parser.add_argument("--events", type=int, help="events in the steady phase (default 30000; quick 6000)")
+    parser.add_argument("--rate", type=float, help="events/s in the steady phase (default 2000; quick 1000)")
+    parser.add_argument("--backlog", type=int, help="events in the backlog phase (default 30000; quick 9000)")
+    parser.add_argument("--instances", type=int, default=1, help="persistence processes (default 1)")
+    parser.add_argument("--batch-size", type=int, default=500, help="PAM_PERSIST_BATCH_SIZE")
+    parser.add_argument("--flush-ms", type=float, default=50.0, help="PAM_PERSIST_FLUSH_MS")
+    args = parser.parse_args()
+    quick = args.quick
+    return Options(
+        events=args.events or (6000 if quick else 30000),
+        rate=args.rate or (1000.0 if quick else 2000.0),
+        backlog=args.backlog or (9000 if quick else 30000),
+        instances=args.instances,
+        batch_size=args.batch_size,
+        flush_ms=args.flush_ms,
+        nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        postgres_url=os.environ.get("PAM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+
+
+def chat_events(users: list[str]) -> list[Event]:
+    """One chat's three events, as the gateway and an orchestrator record them."""
+    user, now, answer = random.choice(users), time.time(), uuid.uuid4().hex
+    asked = f"q-{uuid.uuid4().hex[:8]}"
+    return [
+        UserMessage(uuid.uuid4().hex, "bench", user, "I spent $42 on diesel in Longreach", now, asked, "Queensland"),
+        AssistantMessage(answer, "bench", user, answer, "Logged $42 for fuel.", "expense", now, asked),
+        AnalyticsEvent(uuid.uuid4().hex, "bench", user, answer, "expense", "offline", None, "bench", 12.5, now),
+    ]
+
+
+def events_for(count: int) -> list[Event]:
+    users = [f"user-{i}" for i in range(USERS)]
+    events: list[Event] = []
+    while len(events) < count:
+        events.extend(chat_events(users))
+    return events[:count]
+
+
+async def publish(js: JetStreamContext, names: Subjects, event: Event) -> None:
+    subject = names.event(SUBJECT_KIND[type(event)])
+    await js.publish_async(subject, event_encoder.encode(event), headers={"Nats-Msg-Id": event.event_id})
+
+
+async def lag(js: JetStreamContext, names: Subjects) -> int:
+    info = await js.consumer_info(names.events_stream, names.persistence_consumer)
+    return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+
+async def drained(js: JetStreamContext, names: Subjects) -> None:
+    """Return once every published event has been written (acked)."""
+    while True:
+        if not await lag(js, names):
+            return
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+
+class Fleet:
+    """The persistence processes under test."""
+
+    def __init__(self, options: Options, names: Subjects, database_url: str) -> None:
+        self.options, self.names, self.database_url = options, names, database_url
+        self.log_dir = Path(tempfile.mkdtemp(prefix="pam-bench-persistence-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[BinaryIO] = []
+
+    def start(self) -> None:
+        for i in range(self.options.instances):
+            env = {
+                **os.environ,
+                "NATS_URL": self.options.nats_url,
+                "PAM_NATS_NAMESPACE": self.names.namespace,
+                "DATABASE_URL": self.database_url,
+                "PAM_PERSIST_BATCH_SIZE": str(self.options.batch_size),
+                "PAM_PERSIST_FLUSH_MS": str(self.options.flush_ms),
+                "PAM_INSTANCE_ID": f"bench-{i}",
+                "PAM_LOG_LEVEL": "info",
+            }
+            self.logs.append(open(self.log_dir / f"persistence-{i}.log", "ab"))
+            command = [str(BIN / "pam-persistence")]
+            self.procs.append(subprocess.Popen(command, env=env, stdout=self.logs[-1], stderr=subprocess.STDOUT))
+
+    async def ready(self, nc: Client, timeout: float = 30.0) -> None:
+        """Every instance answers ``$SRV.PING`` (it registers once its database is migrated)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"$SRV.PING.{self.names.persistence_service}", b"", reply=inbox)
+            answered = 0
+            while answered < len(self.procs):
+                try:
+                    reply = await sub.next_msg(timeout=0.5)
+                except TimeoutError:
+                    break
+                answered += not (reply.headers and reply.headers.get("Status") == "503")  # 503: nobody yet
+            await sub.unsubscribe()
+            if answered == len(self.procs):
+                return
+        raise RuntimeError(f"persistence did not become ready; logs in {self.log_dir}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(15)
+        for log in self.logs:
+            log.close()
+        self.procs.clear()
+        self.logs.clear()
+
+
+async def steady(js: JetStreamContext, names: Subjects, options: Options, results: Results) -> None:
+    """Publish at a steady rate while a sampler records lag; then wait for the writer to catch up."""
+    events = events_for(options.events)
+    published = [0]
+    sampler = asyncio.create_task(sample(js, names, published, results.samples))
+    started = time.monotonic()
+    for i, event in enumerate(events):
+        due = started + i / options.rate
+        if due - time.monotonic() > TICK_SECONDS:
+            await asyncio.sleep(due - time.monotonic())
+        await publish(js, names, event)
+        published[0] = i + 1
+    await js.publish_async_completed()
+    publish_seconds = time.monotonic() - started
+    await drained(js, names)
+    total_seconds = time.monotonic() - started
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    lags = [s.lag for s in results.samples]
+    results.steady = {
+        "events": options.events,
+        "published_per_second": round(options.events / publish_seconds),
+        "written_per_second": round(options.events / total_seconds),
+        "catch_up_seconds": round(total_seconds - publish_seconds, 3),
+        "lag_p50": statistics.median(lags) if lags else 0,
+        "lag_max": max(lags, default=0),
+    }
+
+
+async def sample(js: JetStreamContext, names: Subjects, published: list[int], samples: list[Sample]) -> None:
+    started = time.monotonic()
+    while True:
+        samples.append(Sample(round(time.monotonic() - started, 2), published[0], await lag(js, names)))
+        await asyncio.sleep(SAMPLE_SECONDS)
+
+
+async def backlog(nc: Client, names: Subjects, fleet: Fleet, options: Options, results: Results) -> None:
+    """Persistence down while events pile up; started again, how fast does it drain them?"""
+    js = nc.jetstream()
+    fleet.stop()
+    for event in events_for(options.backlog):
+        await publish(js, names, event)
+    await js.publish_async_completed()
+    fleet.start()
+    await fleet.ready(nc)
+    started = time.monotonic()
+    await drained(js, names)
+    seconds = time.monotonic() - started
+    results.backlog = {
+        "events": options.backlog,
+        "drain_seconds": round(seconds, 3),
+        "written_per_second": round(options.backlog / seconds),
+    }
+
+
+MESSAGE_COLUMNS = (
+    "id, conversation_id, user_id, session_id, role, content, intent, client_message_id, reply_to, "
+    "current_page, ui_actions, created_at, trace_id"
+)
+MESSAGE_TYPES = "text uuid text text text text text text text text jsonb timestamptz text".split()
+
+
+async def insert(conn: asyncpg.Connection, method: str, rows: list[asyncpg.Record]) -> None:
+    """Write ``rows`` into ``scratch`` the way ``method`` says, in one transaction."""
+    async with conn.transaction():
+        if method == "copy (raw, no conflict check)":
+            await conn.copy_records_to_table("scratch", records=rows)
+        elif method == "executemany":
+            values = ", ".join(f"${i + 1}" for i in range(len(MESSAGE_TYPES)))
+            await conn.executemany(f"INSERT INTO scratch VALUES ({values}) ON CONFLICT DO NOTHING", rows)
+        elif method == "copy to temp + insert select":
+            await conn.copy_records_to_table("staged", records=rows)
+            await conn.execute("INSERT INTO scratch SELECT * FROM staged ON CONFLICT DO NOTHING")
+        else:
+            arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(MESSAGE_TYPES))
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await conn.execute(f"INSERT INTO scratch SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", *columns)
+
+
+async def yardsticks(database_url: str, options: Options, results: Results) -> None:
+    """The stored messages, written again by each method at two batch sizes (rows/s, best of 3)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(f"SELECT {MESSAGE_COLUMNS} FROM messages")
+        await conn.execute("CREATE TABLE scratch (LIKE messages INCLUDING ALL)")
+        await conn.execute("CREATE TEMP TABLE staged (LIKE messages) ON COMMIT DELETE ROWS")
+        methods = ("copy (raw, no conflict check)", "executemany", "copy to temp + insert select", "unnest")
+        for method in methods:
+            results.yardsticks[method] = {}
+            for batch in (SMALL_BATCH, options.batch_size):
+                runs = []
+                for _ in range(METHOD_REPEATS):
+                    await conn.execute("TRUNCATE scratch")
+                    started = time.perf_counter()
+                    for i in range(0, len(rows), batch):
+                        await insert(conn, method, rows[i : i + batch])
+                    runs.append(len(rows) / (time.perf_counter() - started))
+                results.yardsticks[method][f"batch {batch}"] = round(max(runs))
+        results.yardsticks["rows"] = {"messages": len(rows)}
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(admin_url: str) -> AsyncIterator[str]:
+    name = f"pam_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlparse(admin_url)._replace(path=f"/{name}").geturl()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def run(options: Options) -> Results:
+    options_shown = {k: v for k, v in asdict(options).items() if not k.endswith("_url")}
+    results = Results(options={**options_shown, "load_average_at_start": os.getloadavg()[0]})
+    names = Subjects(f"bench{uuid.uuid4().hex[:8]}")
+    nc = await nats.connect(options.nats_url)
+    js = nc.jetstream()
+    try:
+        await ensure_stream(js, names)
+        async with scratch_database(options.postgres_url) as database_url:
+            fleet = Fleet(options, names, database_url)
+            fleet.start()
+            try:
+                await fleet.ready(nc)
+                await steady(js, names, options, results)
+                await backlog(nc, names, fleet, options, results)
+            finally:
+                fleet.stop()
+            await check_complete(database_url, options.events + options.backlog)
+            await yardsticks(database_url, options, results)
+    finally:
+        await js.delete_stream(names.events_stream)
+        await nc.close()
+    return results
+
+
+async def check_complete(database_url: str, events: int) -> None:
+    """Every published event is a row: the numbers above count nothing that was lost."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetchval("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM analytics_events)")
+    finally:
+        await conn.close()
+    if rows != events:
+        raise RuntimeError(f"{events} events published but {rows} rows stored")
+
+
+def report(results: Results) -> None:
+    o, s, b, y = results.options, results.steady, results.backlog, results.yardsticks
+    print(
+        f"persistence ingest: {o['instances']} instance(s), batch {o['batch_size']}, flush {o['flush_ms']:g} ms"
+        f" (load average {o['load_average_at_start']:.1f} on {os.cpu_count()} CPUs at start)"
+    )
+    print(f"  steady   {s['events']} events offered at {o['rate']:g}/s (published {s['published_per_second']}/s):")
+    print(f"           written {s['written_per_second']}/s, caught up {s['catch_up_seconds']} s after the last publish")
+    print(f"           consumer lag: median {s['lag_p50']:g}, max {s['lag_max']} events")
+    print(f"  backlog  {b['events']} events drained in {b['drain_seconds']} s: {b['written_per_second']} events/s")
+    print(f"  lag over time (every {SAMPLE_SECONDS} s; t, published, lag):")
+    step = max(1, len(results.samples) // 12)
+    for sample in results.samples[::step]:
+        print(f"           {sample.t:6.2f} s {sample.published:8d} {sample.lag:7d}")
+    print(f"  yardsticks: the {y['rows']['messages']} stored messages written again (rows/s, best of {METHOD_REPEATS})")
+    print(f"           {'method':32} {'batch ' + str(SMALL_BATCH):>10} {'batch ' + str(o['batch_size']):>10}")
+    for method, by_batch in y.items():
+        if method != "rows":
+            print(f"           {method:32} " + " ".join(f"{v:>10}" for v in by_batch.values()))
+    raw = y["copy (raw, no conflict check)"][f"batch {o['batch_size']}"]
+    ratio = b["written_per_second"] / raw
+    print(f"  pipeline drain / raw COPY: {b['written_per_second']} / {raw} = {ratio:.2f}")
+
+
+def main() -> None:
+    options = parse()
+    results = asyncio.run(run(options))
+    report(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(asdict(results), indent=2) + "\n")
+    print(f"  written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
