@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import websockets
-from support.client import PamClient
+from support.client import PamClient, refused
 from support.tokens import token
 
 REFUSALS = [
@@ -21,14 +20,6 @@ REFUSALS = [
 ]
 
 
-async def refusal(url: str) -> tuple[dict, int]:
-    client = await PamClient.connect(url)
-    frame = await client.recv()
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        await client.recv()
-    return frame, closed.value.rcvd.code
-
-
 @pytest.fixture
 def gateway(stack):
     stack.orchestrator()
@@ -37,7 +28,7 @@ def gateway(stack):
 
 async def test_bad_tokens_get_an_error_frame_then_a_close_code(gateway):
     for path, code, close_code in REFUSALS:
-        frame, closed_with = await refusal(gateway.ws_url(path))
+        frame, closed_with = await refused(gateway.ws_url(path))
         assert (frame["type"], frame["code"], closed_with) == ("error", code, close_code), path
         assert "token=" not in frame["message"]
 
@@ -58,7 +49,7 @@ async def test_tokens_without_an_audience_are_accepted(gateway):
 async def test_demo_token_is_refused_when_demo_mode_is_off(stack):
     stack.orchestrator()
     gateway = stack.gateway(PAM_DEMO_MODE="false")
-    frame, closed_with = await refusal(gateway.ws_url("/ws/visitor?token=demo-token"))
+    frame, closed_with = await refused(gateway.ws_url("/ws/visitor?token=demo-token"))
     assert frame["code"] == "token_invalid" and closed_with == 4401
 
 
@@ -67,7 +58,7 @@ async def test_tokens_never_reach_the_logs(gateway):
     async with await PamClient.connect(gateway.ws_url(f"/ws/user-7?token={secret_token}")) as client:
         await client.recv()
         await client.chat("hello", "user-7")
-    await refusal(gateway.ws_url(f"/ws/user-1?token={secret_token}"))
+    await refused(gateway.ws_url(f"/ws/user-1?token={secret_token}"))
     logged = "\n".join(gateway.lines)
     assert "socket opened" in logged
     assert secret_token not in logged and secret_token.split(".")[2] not in logged

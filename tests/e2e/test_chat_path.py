@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
-from support.client import PamClient, chat_frame
+from support.client import PamClient, chat_frame, connected
 from support.tokens import token
 
 
@@ -14,17 +14,10 @@ async def requests_seen_by(fake_openai: str) -> list[dict]:
         return (await http.get(fake_openai.removesuffix("/v1") + "/_requests")).json()
 
 
-async def open_session(url: str) -> PamClient:
-    client = await PamClient.connect(url)
-    hello = await client.recv()
-    assert hello["type"] == "connection" and hello["status"] == "connected", hello
-    return client
-
-
 async def test_llm_answer_streams_in_order_then_ends_with_the_whole_text(stack, llm_env):
     stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0")  # one chunk per token
     gateway = stack.gateway()
-    async with await open_session(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
+    async with await connected(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
         await client.send(chat_frame("how far is it to Cairns by road", "user-1", message_id="m-1"))
         frames = await client.answer()
 
@@ -43,7 +36,7 @@ async def test_token_bursts_are_merged_and_a_steady_stream_is_not(stack, llm_env
     stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="30")
     gateway = stack.gateway()
     words = "a b c d e f g h i j k l m n o p"
-    async with await open_session(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
+    async with await connected(gateway.ws_url(f"/ws/user-1?token={token('user-1')}")) as client:
         burst = await client.chat(f"[say:{words}]")
         steady = await client.chat(f"[say:{words}] [gap:0.06]")
     for frames in (burst, steady):
@@ -56,7 +49,7 @@ async def test_token_bursts_are_merged_and_a_steady_stream_is_not(stack, llm_env
 async def test_context_shapes_the_prompt_the_model_sees(stack, llm_env, fake_openai):
     stack.orchestrator(**llm_env)
     gateway = stack.gateway()
-    async with await open_session(gateway.ws_url(f"/api/v1/pam/ws?token={token('user-2')}")) as client:
+    async with await connected(gateway.ws_url(f"/api/v1/pam/ws?token={token('user-2')}")) as client:
         await client.send(chat_frame("cheapest diesel near me?", "user-2"))
         assert (await client.answer())[-1]["type"] == "chat_response"
 
@@ -74,7 +67,7 @@ async def test_tool_calls_become_ui_actions_before_the_final_answer(stack, llm_e
     gateway = stack.gateway()
     navigate = '[tool:navigate:{"page": "/trips"}]'
     expense = '[tool:create_expense:{"amount": 42.5, "category": "fuel"}]'
-    async with await open_session(gateway.ws_url(f"/ws/user-3?token={token('user-3')}")) as client:
+    async with await connected(gateway.ws_url(f"/ws/user-3?token={token('user-3')}")) as client:
         await client.send(chat_frame(f"log my fuel and show trips [say:Done.] {navigate} {expense}", "user-3"))
         frames = await client.answer()
 
@@ -91,7 +84,7 @@ async def test_tool_calls_become_ui_actions_before_the_final_answer(stack, llm_e
 async def test_an_answer_of_only_actions_still_says_something(stack, llm_env):
     stack.orchestrator(**llm_env)
     gateway = stack.gateway()
-    async with await open_session(gateway.ws_url(f"/ws/user-4?token={token('user-4')}")) as client:
+    async with await connected(gateway.ws_url(f"/ws/user-4?token={token('user-4')}")) as client:
         await client.send(chat_frame('[say:] [tool:navigate:{"page": "/budget"}]', "user-4"))
         frames = await client.answer()
     assert frames[-1]["type"] == "chat_response"
@@ -117,7 +110,7 @@ async def test_demo_session_gets_the_offline_engine_with_an_expense_action(stack
 async def test_no_api_key_means_the_offline_engine_answers_live_users(stack):
     stack.orchestrator()  # no OPENAI_API_KEY
     gateway = stack.gateway()
-    async with await open_session(gateway.ws_url(f"/ws/user-5?token={token('user-5')}")) as client:
+    async with await connected(gateway.ws_url(f"/ws/user-5?token={token('user-5')}")) as client:
         frames = await client.chat("will it rain in Darwin tomorrow?", "user-5")
     assert frames[-1]["type"] == "chat_response" and frames[-1]["intent"] == "weather"
     assert "offline mode" in frames[-1]["message"]
@@ -128,7 +121,7 @@ async def test_a_client_that_knows_only_the_seed_types_can_read_the_answer(stack
     """Seed clients look for chat_response and ignore unknown types such as chat_chunk."""
     stack.orchestrator()
     gateway = stack.gateway()
-    async with await open_session(gateway.ws_url("/ws/u?token=demo-token")) as client:
+    async with await connected(gateway.ws_url("/ws/u?token=demo-token")) as client:
         await client.send(json.dumps(chat_frame("hello", "u")))
         frames = await client.answer()
     final = [f for f in frames if f["type"] == "chat_response"]

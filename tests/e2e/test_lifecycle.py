@@ -11,14 +11,8 @@ import nats
 import pytest
 import websockets
 from pam_shared.subjects import Subjects
-from support.client import PamClient
+from support.client import connected
 from support.tokens import token
-
-
-async def connected(url: str) -> PamClient:
-    client = await PamClient.connect(url)
-    assert (await client.recv())["type"] == "connection"
-    return client
 
 
 async def test_expiry_is_warned_then_enforced_with_4401(stack):

@@ -5,24 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-import websockets
-from support.client import PamClient
+from support.client import connected, refused
 from support.tokens import token
-
-
-async def connected(url: str) -> PamClient:
-    client = await PamClient.connect(url)
-    assert (await client.recv())["type"] == "connection"
-    return client
-
-
-async def closed_with(url: str) -> tuple[dict, int]:
-    client = await PamClient.connect(url)
-    frame = await client.recv()
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        await client.recv()
-    return frame, closed.value.rcvd.code
 
 
 async def test_a_message_flood_is_rate_limited_and_the_socket_stays_open(stack):
@@ -73,7 +57,7 @@ async def test_too_many_sockets_for_one_user_closes_the_extra_one_with_4429(stac
     gateway = stack.gateway(PAM_MAX_SOCKETS_PER_USER="2")
     url = gateway.ws_url(f"/ws/u1?token={token('u1')}")
     first, second = await connected(url), await connected(url)
-    frame, code = await closed_with(url)
+    frame, code = await refused(url)
     assert (frame["code"], code) == ("connection_limited", 4429)
     await first.close()
     third = await connected(url)  # a slot freed up
@@ -86,5 +70,5 @@ async def test_connection_attempts_per_ip_are_limited_with_4429(stack):
     for _ in range(3):
         client = await connected(gateway.ws_url("/ws/u?token=demo-token"))
         await client.close()
-    frame, code = await closed_with(gateway.ws_url("/ws/u?token=demo-token"))
+    frame, code = await refused(gateway.ws_url("/ws/u?token=demo-token"))
     assert (frame["code"], code) == ("connection_limited", 4429)

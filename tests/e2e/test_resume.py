@@ -9,14 +9,8 @@ import time
 import nats
 from pam_shared import delivery
 from pam_shared.subjects import Subjects
-from support.client import PamClient
+from support.client import connected
 from support.tokens import token
-
-
-async def connected(url: str) -> PamClient:
-    client = await PamClient.connect(url)
-    assert (await client.recv())["type"] == "connection"
-    return client
 
 
 async def push(nats_url: str, namespace: str, user_id: str, frame: dict) -> int:

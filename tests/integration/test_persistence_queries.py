@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import msgspec
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.micro.request import ERROR_CODE_HEADER
@@ -23,29 +20,9 @@ from pam_shared.queries import (
     messages_reply_decoder,
     query_encoder,
 )
-from pam_shared.subjects import Subjects
 from support.persistence import analytics_event, assistant_message, count, publish, until, user_message
 
 MINUTE = 60.0
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def names(namespace: str) -> Subjects:
-    return Subjects(namespace)
 
 
 async def ask(nc: Client, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:

@@ -5,13 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 
-import asyncpg
-import nats
 import pytest
-from nats.js import JetStreamContext
-from pam_shared.subjects import Subjects
 from support.persistence import (
     analytics_event,
     assistant_message,
@@ -22,25 +17,6 @@ from support.persistence import (
     user_message,
 )
 from support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = await nats.connect(nats_url)
-    yield nc.jetstream()
-    await nc.close()
-
-
-@pytest.fixture
-def names(namespace: str) -> Subjects:
-    return Subjects(namespace)
 
 
 async def test_an_event_delivered_twice_is_stored_once(database_url, db, js, names, stack):

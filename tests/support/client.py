@@ -52,6 +52,26 @@ class PamClient:
         await self.close()
 
 
+async def connected(url: str) -> PamClient:
+    """A socket past its handshake: the ``connection`` frame has been read."""
+    client = await PamClient.connect(url)
+    hello = await client.recv()
+    assert hello["type"] == "connection" and hello["status"] == "connected", hello
+    return client
+
+
+async def refused(url: str) -> tuple[dict[str, Any], int]:
+    """The frame a refused socket gets, and the code it is then closed with."""
+    client = await PamClient.connect(url)
+    frame = await client.recv()
+    try:
+        await client.recv()
+    except websockets.ConnectionClosed as closed:
+        assert closed.rcvd is not None, "closed without a close frame"
+        return frame, closed.rcvd.code
+    raise AssertionError(f"the socket stayed open after {frame}")
+
+
 def chat_frame(message: str, user_id: str, **extra: Any) -> dict[str, Any]:
     """The seed's OutgoingMessage, with a full context."""
     return {
