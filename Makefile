@@ -28,6 +28,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 docs: install
 	$(VENV)/bin/python -m pam_shared.protocol_doc > docs/protocol.md
