@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import jwt
@@ -9,6 +10,9 @@ import jwt
 from pam_shared.settings import Settings
 
 DEMO_TOKEN = "demo-token"
+DEMO_PREFIX = "demo:"
+"""Demo identities are ``demo:<random>``; a token whose subject starts so is refused, so a
+demo session is never a real user and no token ever names a demo session."""
 
 
 class AuthError(Exception):
@@ -25,6 +29,12 @@ class Identity:
     demo: bool
     role: str | None = None
     expires_at: float | None = None
+    claimed_id: str | None = None
+    """The path id a demo session was opened on: shown back to it, never trusted."""
+
+    def owns(self, user_id: str) -> bool:
+        """Whether a chat's ``user_id`` names this session (the seed's frontend sends its path id)."""
+        return user_id == self.user_id or (self.demo and user_id == self.claimed_id)
 
 
 def verify_token(token: str | None, settings: Settings) -> Identity:
@@ -46,7 +56,7 @@ def verify_token(token: str | None, settings: Settings) -> Identity:
     if not _audience_ok(claims.get("aud"), settings.jwt_audience):
         raise AuthError("token_invalid")
     subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
+    if not isinstance(subject, str) or not subject or subject.startswith(DEMO_PREFIX):
         raise AuthError("token_invalid")
     return Identity(user_id=subject, demo=False, role=claims.get("role"), expires_at=claims["exp"])
 
@@ -61,9 +71,12 @@ def _audience_ok(audience: object, expected: str) -> bool:
 
 
 def authenticate(token: str | None, path_user_id: str | None, settings: Settings) -> Identity:
-    """Resolve a socket's identity; the demo token works only while demo mode is on."""
+    """Resolve a socket's identity; the demo token works only while demo mode is on.
+
+    The demo token is public, so a demo session gets a fresh identity of its own: the path
+    id it came with reaches nobody's frames, pushes, quota or history."""
     if token == DEMO_TOKEN and settings.demo_mode:
-        return Identity(user_id=path_user_id or "demo-user", demo=True)
+        return Identity(user_id=DEMO_PREFIX + secrets.token_hex(16), demo=True, claimed_id=path_user_id)
     identity = verify_token(token, settings)
     if path_user_id is not None and path_user_id != identity.user_id:
         raise AuthError("user_mismatch")

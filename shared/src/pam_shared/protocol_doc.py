@@ -27,6 +27,11 @@ Generated from `shared/src/pam_shared/protocol.py` by `make docs`; do not edit b
 The token is an HS256 JWT signed with `JWT_SECRET` (Supabase access tokens work as they are):
 `sub` is the user id, `exp` is required, `aud` if present must be `authenticated`. While demo
 mode is on, the token `demo-token` opens a demo session answered by the offline engine.
+The demo token is public, so a demo session is nobody: it gets an identity of its own,
+`demo:<random>` (its `connection` frame's `user_id`), whatever path id it came with. It sees no
+user's kept frames, pushes, quota or history; its chats are not stored and are not resumable
+on another socket. Its chats may carry the path id or that identity as `user_id`. Tokens whose
+`sub` starts with `demo:` are refused. Demo chats share a per-client-IP budget.
 
 Every frame is a JSON text frame with a `type` field. After a successful handshake the first
 server frame is `connection` with `status: "connected"`.

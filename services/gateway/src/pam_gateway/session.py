@@ -56,6 +56,7 @@ class Session:
     __slots__ = (
         "gateway",
         "identity",
+        "quota_key",
         "id",
         "outbox",
         "bucket",
@@ -69,9 +70,11 @@ class Session:
         "_held",
     )
 
-    def __init__(self, gateway: Gateway, outbox: Outbox, identity: Identity) -> None:
+    def __init__(self, gateway: Gateway, outbox: Outbox, identity: Identity, client_ip: str) -> None:
         self.gateway = gateway
         self.identity = identity
+        # Demo identities are fresh per socket, so their chats count against the client's address.
+        self.quota_key = f"demo@{client_ip}" if identity.demo else identity.user_id
         self.id = secrets.token_hex(8)
         self.outbox = outbox
         settings = gateway.settings
@@ -200,10 +203,10 @@ class Session:
             self.send_error("invalid_message", str(exc))
 
     async def _chat(self, chat: Chat) -> None:
-        if chat.user_id is not None and chat.user_id != self.identity.user_id:
+        if chat.user_id is not None and not self.identity.owns(chat.user_id):
             self.send_error("user_mismatch", reply_to=chat.message_id)
             return
-        retry_after = await self.gateway.quota.take(self.identity.user_id)
+        retry_after = await self.gateway.quota.take(self.quota_key)
         if retry_after:
             metrics.rate_limited.labels("user").inc()
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
@@ -304,7 +307,7 @@ async def serve(gateway: Gateway, websocket: WebSocket, path_user_id: str | None
         await _refuse(outbox, "connection_limited", RATE_LIMITED)
         return
     try:
-        await _run(Session(gateway, outbox, identity), websocket)
+        await _run(Session(gateway, outbox, identity, client_ip), websocket)
     finally:
         gateway.user_sockets.release(identity.user_id)
 
