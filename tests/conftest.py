@@ -20,11 +20,23 @@ import nats
 import nats.js.errors
 import pytest
 from pam_shared.subjects import Subjects
-from support import servers
+from support import ci, servers
 from support.processes import BIN, ROOT, ServiceProcess, free_port
 from support.tokens import TEST_JWT_SECRET
 
 P = TypeVar("P", bound=ServiceProcess)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Under CI, a skip for something missing is a failure that names it (see support/ci.py)."""
+    report: pytest.TestReport = yield
+    allowed = call.excinfo is not None and call.excinfo.errisinstance(ci.NotOnTheseMachines)
+    if ci.CI and report.skipped and not hasattr(report, "wasxfail") and not allowed:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, and this test may not skip: {reason.removeprefix('Skipped: ')}"
+    return report
 
 
 @pytest.fixture(scope="session")

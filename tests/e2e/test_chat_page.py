@@ -7,6 +7,7 @@ leaves a screenshot in ``test-artifacts/<test name>/`` and names it in the repor
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from support.processes import ROOT, free_port
 from support.tokens import token
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("PAM_TEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's, never a downloaded build
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

