@@ -44,7 +44,7 @@ def test_a_gateway_without_nats_is_alive_but_not_ready(stack, tmp_path):
         gateway = stack.gateway(NATS_URL=nats_server.url)
         ready = httpx.get(gateway.http_url("/api/health/ready"))
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "nats": True, "reply_subscription": True}
+        assert ready.json() == {"status": "ready", "nats": True, "reply_subscription": True, "background_tasks": True}
     finally:
         nats_server.stop()
     gateway.wait_for("NATS disconnected")

@@ -91,7 +91,23 @@ async def test_a_worker_killed_before_streaming_is_retried_on_another(stack, llm
     assert frames[-1]["type"] == "chat_response" and frames[-1]["message"] == "Echo: are you there"
 
 
-async def test_a_worker_killed_mid_stream_ends_the_answer_with_worker_lost(stack, llm_env):
+async def test_a_worker_killed_mid_stream_is_replaced_and_the_answer_starts_over(stack, llm_env):
+    doomed = stack.orchestrator(**llm_env, PAM_PROGRESS_INTERVAL_SECONDS="0.3", PAM_CHUNK_WINDOW_MS="0")
+    gateway = stack.gateway(PAM_REPLY_TIMEOUT_SECONDS="1.5")
+    words = " ".join(f"w{i}" for i in range(30))
+    async with await connected(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
+        await client.send({"type": "chat", "message": f"[say:{words}] [gap:0.3]"})
+        assert (await client.recv())["type"] == "chat_chunk"
+        stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0", PAM_INSTANCE_ID="rescuer")
+        doomed.kill()
+        frames = await client.answer(timeout=30)
+    restarts = [i for i, f in enumerate(frames) if f.get("restart")]
+    assert frames[-1]["type"] == "chat_response" and frames[-1]["message"] == words
+    assert len(restarts) == 1 and frames[restarts[0]]["seq"] == 0
+    assert "".join(f["delta"] for f in frames[restarts[0] : -1]) == words
+
+
+async def test_a_worker_killed_mid_stream_with_no_other_ends_the_answer_clearly(stack, llm_env):
     doomed = stack.orchestrator(**llm_env, PAM_PROGRESS_INTERVAL_SECONDS="0.3")
     gateway = stack.gateway(PAM_REPLY_TIMEOUT_SECONDS="1.5")
     async with await connected(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
@@ -100,7 +116,7 @@ async def test_a_worker_killed_mid_stream_ends_the_answer_with_worker_lost(stack
         doomed.kill()
         started = time.monotonic()
         frames = await client.answer(timeout=10)
-    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "worker_lost"
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "orchestrator_unavailable"
     assert time.monotonic() - started < 5
 
 

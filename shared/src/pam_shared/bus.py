@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
@@ -57,7 +58,7 @@ async def gather_replies(nc: Client, subject: str, window: float, payload: bytes
     return [m for m in replies if not (m.headers and m.headers.get("Status") == "503")]
 
 
-def _append_to(replies: list[Msg]):
+def _append_to(replies: list[Msg]) -> Callable[[Msg], Awaitable[None]]:
     async def append(msg: Msg) -> None:
         replies.append(msg)
 

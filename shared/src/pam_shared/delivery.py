@@ -66,7 +66,7 @@ async def replay(js: JetStreamContext, names: Subjects, user_id: str, after: int
         except NotFoundError:
             return
         yield msg
-        seq = msg.seq + 1
+        seq = (msg.seq or seq) + 1
 
 
 class _Answered(msgspec.Struct):
@@ -75,6 +75,7 @@ class _Answered(msgspec.Struct):
 
 
 _answered = msgspec.json.Decoder(_Answered)
+ANSWER_END_TYPES = frozenset({"chat_response", "error"})
 
 
 async def kept_answers(
@@ -91,6 +92,14 @@ async def kept_answers(
         if chat_id in chat_ids or (replies_to and _reply_to(msg.data) in replies_to):
             found.append(msg)
     return found
+
+
+def ends_answer(frame: bytes | None) -> bool:
+    """Whether a kept frame is the last of its answer (its ``chat_response`` or ``error``)."""
+    try:
+        return _answered.decode(frame or b"{}").type in ANSWER_END_TYPES
+    except msgspec.DecodeError:
+        return False
 
 
 def _reply_to(frame: bytes | None) -> str | None:

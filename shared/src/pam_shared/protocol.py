@@ -86,23 +86,33 @@ class Connection(msgspec.Struct, tag_field="type", tag="connection"):
     expires_at: float | None = None
 
 
-class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk"):
-    """One streamed piece of an answer; ``seq`` counts from 0 within ``message_id``."""
+class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk", omit_defaults=True):
+    """One streamed piece of an answer; ``seq`` counts from 0 within ``message_id``.
+
+    ``restart`` is true on the first chunk of an answer that started over on another worker
+    because the first one died mid-answer: drop what was shown of that chat so far."""
 
     message_id: str
     seq: int
     delta: str
     reply_to: str | None = None
+    restart: bool = False
 
 
 class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
-    """The whole answer; always the last frame of an answer that succeeded."""
+    """The whole answer; always the last frame of an answer that succeeded.
+
+    ``truncated`` says the answer was cut short, holding what was said until then: ``length``
+    when it reached ``PAM_MAX_COMPLETION_TOKENS``, ``deadline`` when it took longer than
+    ``PAM_ANSWER_DEADLINE_SECONDS``.
+    """
 
     message: str
     timestamp: str
     message_id: str
     intent: str
     reply_to: str | None = None
+    truncated: Literal["length", "deadline"] | None = None
     event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 

@@ -7,6 +7,8 @@ A unit test fails when the committed document differs from what this prints.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -43,6 +45,10 @@ A `chat` is answered by zero or more `chat_chunk` frames (`seq` counts from 0), 
 one `error`. Nothing of that answer follows its `chat_response`/`error`, so a client can stop
 reading there. Every frame of an answer carries the chat's `message_id` as `reply_to`.
 A client that knows only the seed's types can ignore `chat_chunk` and read `chat_response`.
+If the worker answering dies mid-answer, the chat is retried once on another worker: the new
+answer's first `chat_chunk` has `seq` 0 and `restart: true`; drop what was shown of that chat
+(its chunks, and `ui_actions` already applied may come again). Only if the retry dies too does
+the answer end with an `error` (`worker_lost`, or `timeout` when nothing was streamed).
 
 ## Limits and live tokens
 
@@ -109,7 +115,7 @@ def _frame(schema: dict[str, Any]) -> str:
         (f"`{name}`", _type(prop), "yes" if name in required else "no", _default(prop))
         for name, prop in properties.items()
     ]
-    header = f"{title}\n\n{schema.get('description', '')}\n"
+    header = f"{title}\n\n{inspect.cleandoc(schema.get('description', ''))}\n"
     return header + "\n" + _rows(("field", "type", "required", "default"), rows)
 
 
@@ -138,7 +144,7 @@ def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
     return f"## {title}\n\n" + _rows(header, rows)
 
 
-def _rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _rows(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,9 @@ EVENT_ID_HEADER = "Pam-Event-Id"
 REQUEST_ID_HEADER = "Pam-Request-Id"
 """On a user-subject copy of an answer's frame: the chat it answers."""
 
+RESTART_HEADER = "Pam-Restart"
+"""On a chat request: an earlier worker streamed part of this answer, then died."""
+
 _SAFE_TOKEN = re.compile(r"[-_a-zA-Z0-9]{1,64}")
 
 

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.micro import add_service
 from nats.micro.service import Service
 from pam_shared import __version__, bus, debugging, delivery, logs
+from pam_shared.background import Tasks
 from pam_shared.journal import Journal
 from pam_shared.protocol import Connection
 from pam_shared.settings import Settings
@@ -23,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from pam_gateway import health, history_api, metrics, page, session
+from pam_gateway import health, history_api, page, session
 from pam_gateway.pushes import Pushes
 from pam_gateway.quota import UserQuota
 from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
@@ -43,6 +44,7 @@ class Gateway:
         self.attempts = AttemptsPerMinute(settings.ip_connects_per_minute)
         self.user_sockets = SocketsPerUser(settings.max_sockets_per_user)
         self.nc: Client | None = None
+        self.tasks = Tasks()
         self.relay: Relay
         self.journal: Journal
         self.quota: UserQuota
@@ -54,8 +56,8 @@ class Gateway:
     async def start(self) -> None:
         settings, names = self.settings, self.settings.subjects
         self.nc = await bus.connect(settings.nats_url, f"pam-gateway-{settings.instance_id}")
-        self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds)
-        self.journal = Journal(self.nc, names)
+        self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds, self.tasks)
+        self.journal = Journal.for_service(self.nc, settings, "gateway")
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
         self.pushes = Pushes(self.nc, names, self.sessions_of)
         self.js = self.nc.jetstream()
@@ -72,6 +74,7 @@ class Gateway:
         await self.debug_switch.unsubscribe()
         for part in (self.pushes, self.quota, self.relay):
             await part.stop()
+        await self.tasks.stop()
         await self.journal.close()
         if self.nc is not None:
             await self.nc.drain()
@@ -135,7 +138,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed(gateway)),
         Route("/api/health/ready", health.readiness(gateway)),
-        Route("/metrics", metrics.endpoint),
         *history_api.routes(gateway),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),

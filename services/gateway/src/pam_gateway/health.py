@@ -23,13 +23,20 @@ async def liveness(request: Request) -> Response:
 
 
 def readiness(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
-    """Ready means able to serve: NATS connected and our reply subscription still receiving."""
+    """Ready means able to serve: NATS connected, our reply subscription still receiving,
+    and every background task alive."""
 
     async def endpoint(request: Request) -> Response:
         nats_ok = gateway.nc is not None and gateway.nc.is_connected and not gateway.draining
         replies_ok = nats_ok and await gateway.relay.probe(PROBE_TIMEOUT_SECONDS)
-        ready = nats_ok and replies_ok
-        body = {"status": "ready" if ready else "not_ready", "nats": nats_ok, "reply_subscription": replies_ok}
+        tasks_ok = gateway.tasks.healthy
+        ready = nats_ok and replies_ok and tasks_ok
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "nats": nats_ok,
+            "reply_subscription": replies_ok,
+            "background_tasks": tasks_ok,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return endpoint

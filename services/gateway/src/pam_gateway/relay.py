@@ -5,9 +5,11 @@ the last subject token is the request id, which finds the socket to forward to.
 Reply payloads are already client frames, so they are forwarded without decoding.
 
 Orchestrators send progress while the model is quiet, so silence means a lost
-worker: a request that has streamed nothing yet is retried once on another worker
-(under a new request id, so a late reply from the first one is ignored); one that
-has streamed is ended with ``worker_lost``.
+worker.  Unless the worker kept its answer's end before it died (then that end is
+delivered), the chat is retried once on another worker, under a new request id so a
+late reply from the first one is ignored.  A retry of an answer that had streamed
+starts over: its first chunk says ``restart``.  Only a retry that goes silent too ends
+the answer, with ``timeout`` (nothing streamed) or ``worker_lost``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pam_shared import delivery, logs, subjects, tracing
+from pam_shared.background import Tasks, survive
 from pam_shared.errors import error_frame
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
@@ -39,7 +42,9 @@ class Recipient(Protocol):
     """The session an answer is for (see session.Session)."""
 
     inflight: set[str]
-    user_id: str
+
+    @property
+    def user_id(self) -> str: ...
 
     def deliver(self, frame: bytes, event_id: str | None) -> None: ...
 
@@ -58,8 +63,9 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, nc: Client, names: Subjects, gateway_id: str, timeout: float) -> None:
+    def __init__(self, nc: Client, names: Subjects, gateway_id: str, timeout: float, tasks: Tasks) -> None:
         self.nc = nc
+        self.tasks = tasks
         self.names = names
         self.timeout = timeout
         self.pending: dict[str, Pending] = {}
@@ -68,18 +74,13 @@ class Relay:
         self._prefix = names.reply_prefix(gateway_id)
         self._ids = itertools.count(1)
         self._sub: Subscription | None = None
-        self._sweeper: asyncio.Task[None] | None = None
         self._probes: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._prefix + ">", cb=self._on_reply)
-        self._sweeper = asyncio.create_task(self._sweep())
+        self.tasks.start("relay-sweep", self._sweep())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -92,15 +93,15 @@ class Relay:
         now = time.monotonic()
         await self._publish(Pending(recipient, chat_id, reply_to, request, traceparent, now, now))
 
-    async def _publish(self, pending: Pending) -> None:
+    async def _publish(self, pending: Pending, restart: bool = False) -> None:
         request_id = str(next(self._ids))
         self.pending[request_id] = pending
         self.idle.clear()
+        headers = {tracing.TRACEPARENT: pending.traceparent}
+        if restart:
+            headers[subjects.RESTART_HEADER] = "1"
         await self.nc.publish(
-            self.names.chat_request,
-            pending.request,
-            reply=self._prefix + request_id,
-            headers={tracing.TRACEPARENT: pending.traceparent},
+            self.names.chat_request, pending.request, reply=self._prefix + request_id, headers=headers
         )
 
     async def probe(self, timeout: float) -> bool:
@@ -154,6 +155,7 @@ class Relay:
         self._forget(request_id)
         for msg in kept:
             pending.recipient.deliver(msg.data or b"", str(msg.seq))
+        log.info("chat %s: worker gone, its kept end delivered", request_id, extra={"marker": logs.RECONNECT})
         return True
 
     def _forget(self, request_id: str) -> Pending:
@@ -181,21 +183,22 @@ class Relay:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - self.timeout
             for request_id in [r for r, p in self.pending.items() if p.last_seen < deadline]:
-                if request_id in self.pending:
-                    await self._silent(request_id)
+                with survive("relay-sweep", f"silent chat {request_id}"):
+                    if request_id in self.pending:
+                        await self._silent(request_id)
 
     async def _silent(self, request_id: str) -> None:
         pending = self.pending[request_id]
-        if pending.streamed:
-            if not await self._kept_end(request_id):
-                await self._fail(request_id, "worker_lost")
-        elif pending.retried:
-            await self._fail(request_id, "timeout")
-        else:
-            trace_id = tracing.trace_id_of(pending.traceparent)
-            extra = {"marker": logs.RECONNECT, "trace_id": trace_id}
-            log.warning("chat %s: worker silent, retrying on another", request_id, extra=extra)
-            self._forget(request_id)
-            pending.recipient.inflight.add(pending.chat_id)
-            pending.retried, pending.last_seen = True, time.monotonic()
-            await self._publish(pending)
+        if pending.streamed and await self._kept_end(request_id):
+            return
+        if pending.retried:
+            await self._fail(request_id, "worker_lost" if pending.streamed else "timeout")
+            return
+        trace_id = tracing.trace_id_of(pending.traceparent)
+        extra = {"marker": logs.RECONNECT, "trace_id": trace_id}
+        log.warning("chat %s: worker silent, retrying on another", request_id, extra=extra)
+        self._forget(request_id)
+        pending.recipient.inflight.add(pending.chat_id)
+        restart, pending.streamed = pending.streamed, False
+        pending.retried, pending.last_seen = True, time.monotonic()
+        await self._publish(pending, restart)

@@ -148,7 +148,8 @@ class Session:
             if after + 1 < oldest:
                 self.send_error("resume_gap", {"oldest_event_id": oldest})
             replayed = [
-                (msg.data, str(msg.seq)) async for msg in delivery.replay(js, names, self.identity.user_id, after)
+                (msg.data or b"", str(msg.seq))
+                async for msg in delivery.replay(js, names, self.identity.user_id, after)
             ]
         finally:
             held, self._held = self._held, None

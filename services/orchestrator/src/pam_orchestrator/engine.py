@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 from pam_shared.internal import ChatRequest
@@ -17,8 +17,14 @@ class Usage(msgspec.Struct):
     tokens_out: int | None
 
 
-Piece = str | list[UiAction] | Usage
-"""An engine yields text deltas, at most once a list of UI actions, and maybe its usage."""
+class Cut(msgspec.Struct):
+    """The answer stops here, short of what the model meant to say (see ``ChatResponse.truncated``)."""
+
+    reason: Literal["length", "deadline"]
+
+
+Piece = str | list[UiAction] | Usage | Cut
+"""An engine yields text deltas, at most once a list of UI actions, maybe its usage, maybe a cut."""
 
 
 class EngineFailure(Exception):
@@ -30,8 +36,11 @@ class EngineFailure(Exception):
 
 
 class Engine(Protocol):
-    name: str
-    model: str | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str | None: ...
 
     def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
         """Yield the answer as it is produced."""

@@ -42,8 +42,8 @@ def find_amount(message: str) -> float | None:
 
 
 class OfflineEngine:
-    name = "offline"
-    model = None
+    name: str = "offline"
+    model: str | None = None
 
     def __init__(self, mode: str = "offline") -> None:
         self.mode = mode

@@ -20,6 +20,8 @@ from pam_shared.errors import error_frame
 from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder
 from pam_shared.subjects import Subjects
 
+from pam_orchestrator.engine import Cut
+
 log = logging.getLogger("pam.orchestrator.replies")
 
 END = {subjects.REPLY_KIND_HEADER: subjects.REPLY_END}
@@ -53,8 +55,11 @@ class ReplyStream:
     forwarded token by token with no added delay.
     """
 
-    def __init__(self, respond: Respond, reply_to: str | None, keep: Keep, window: float) -> None:
+    def __init__(
+        self, respond: Respond, reply_to: str | None, keep: Keep, window: float, restart: bool = False
+    ) -> None:
         self.respond = respond
+        self.restart = restart
         self.keep = keep
         self.reply_to = reply_to
         self.window = window
@@ -97,7 +102,13 @@ class ReplyStream:
         self._chunk_sent_at = time.monotonic()
         if self.first_chunk_at is None:
             self.first_chunk_at = self._chunk_sent_at
-        frame = ChatChunk(message_id=self.message_id, seq=self._seq, delta=delta, reply_to=self.reply_to)
+        frame = ChatChunk(
+            message_id=self.message_id,
+            seq=self._seq,
+            delta=delta,
+            reply_to=self.reply_to,
+            restart=self.restart and self._seq == 0,
+        )
         self._seq += 1
         await self._publish(encoder.encode(frame))
 
@@ -114,7 +125,7 @@ class ReplyStream:
         frame = UiActions(actions=actions, message_id=self.message_id, reply_to=self.reply_to)
         await self._publish_kept(encoder.encode(frame))
 
-    async def finish(self, text: str, intent: str) -> None:
+    async def finish(self, text: str, intent: str, truncated: Cut | None = None) -> None:
         self.finished_at = time.time()  # before the client can see it, so its next chat sorts after
         await self.flush()
         frame = ChatResponse(
@@ -123,6 +134,7 @@ class ReplyStream:
             message_id=self.message_id,
             intent=intent,
             reply_to=self.reply_to,
+            truncated=truncated.reason if truncated else None,
         )
         await self._publish_kept(encoder.encode(frame), end=True)
 

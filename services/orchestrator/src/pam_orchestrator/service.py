@@ -12,7 +12,7 @@ from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, delivery, logs, tracing
+from pam_shared import __version__, bus, debugging, delivery, logs, subjects, tracing
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.settings import Settings
@@ -46,7 +46,7 @@ class Orchestrator:
 
     async def start(self) -> None:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
-        self.journal = Journal(self.nc, self.names)
+        self.journal = Journal.for_service(self.nc, self.settings, "orchestrator")
         await self.journal.start()
         await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, self.settings.resume_window_seconds)
         self.debug_switch = await debugging.listen(self.nc, self.names)
@@ -80,10 +80,13 @@ class Orchestrator:
             log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
             return
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
+        assert self.nc is not None  # requests arrive only after start()
         keeper = Keeper(self.nc, self.names, chat.user_id, chat.request_id)
-        replies = ReplyStream(request.respond, chat.message_id, keeper, self.settings.chunk_window_ms / 1000)
+        headers = request.headers or {}
+        window, restart = self.settings.chunk_window_ms / 1000, subjects.RESTART_HEADER in headers
+        replies = ReplyStream(request.respond, chat.message_id, keeper, window, restart)
         context = contextvars.copy_context()
-        context.run(tracing.current_traceparent.set, (request.headers or {}).get(tracing.TRACEPARENT))
+        context.run(tracing.current_traceparent.set, headers.get(tracing.TRACEPARENT))
         task = asyncio.create_task(self.serve(chat, replies), context=context)
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)

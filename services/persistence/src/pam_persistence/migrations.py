@@ -22,7 +22,7 @@ LOCK_KEY = 0x70616D_6D696772  # "pam migr": any constant other applications are 
 def available() -> list[tuple[str, str]]:
     """``(version, sql)`` for every migration file, in version order."""
     folder = resources.files("pam_persistence") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 

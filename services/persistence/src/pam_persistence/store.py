@@ -131,7 +131,7 @@ async def _insert_parked(conn: asyncpg.Connection, parked: Sequence[Parked]) -> 
         await conn.executemany(_PARKED, rows)
 
 
-def _columns(rows: list[tuple[object, ...]]) -> list[list[object]]:
+def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
     """Rows to one list per column, the shape ``unnest`` takes."""
     return [list(column) for column in zip(*rows, strict=True)]
 

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     """Run one command; every expected failure becomes one ❌ line and exit status 1."""
     try:
         outcome = args.run(args)
-        return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
+        status: int = asyncio.run(outcome) if asyncio.iscoroutine(outcome) else outcome
+        return status
     except (Failure, ConfigError) as exc:
         print(f"{ERROR} {exc}", file=sys.stderr, flush=True)
         return 1

@@ -113,7 +113,8 @@ async def _receive(ws: ClientConnection, timeout: float) -> ServerFrame:
     except ConnectionClosed as exc:
         raise Failure(_closed(exc)) from None
     try:
-        return server_decoder.decode(raw)
+        frame: ServerFrame = server_decoder.decode(raw)
+        return frame
     except msgspec.DecodeError as exc:
         raise Failure(f"the gateway sent a frame pam does not understand ({exc}): {str(raw)[:200]}") from None
 
