@@ -72,3 +72,31 @@ async def test_connection_attempts_per_ip_are_limited_with_4429(stack):
         await client.close()
     frame, code = await refused(gateway.ws_url("/ws/u?token=demo-token"))
     assert (frame["code"], code) == ("connection_limited", 4429)
+
+
+def forwarded(client_ip: str, peer: str = "127.0.0.1") -> dict:
+    """Connect from ``peer`` (any loopback address) with an ``X-Forwarded-For`` naming ``client_ip``."""
+    return {"additional_headers": {"X-Forwarded-For": client_ip}, "local_addr": (peer, 0)}
+
+
+async def test_a_forged_forwarded_for_does_not_escape_the_ip_limit_when_no_proxy_is_trusted(stack):
+    gateway = stack.gateway(PAM_IP_CONNECTS_PER_MINUTE="2")
+    url = gateway.ws_url("/ws/u?token=demo-token")
+    for i in range(2):
+        await (await connected(url, **forwarded(f"203.0.113.{i}"))).close()
+    frame, code = await refused(url, **forwarded("203.0.113.99"))
+    assert (frame["code"], code) == ("connection_limited", 4429)
+
+
+async def test_clients_behind_a_trusted_proxy_get_their_own_ip_budgets(stack):
+    gateway = stack.gateway(PAM_IP_CONNECTS_PER_MINUTE="2", PAM_TRUSTED_PROXIES="127.0.0.2, 10.0.0.0/8")
+    url = gateway.ws_url("/ws/u?token=demo-token")
+    for _ in range(2):
+        await (await connected(url, **forwarded("203.0.113.1", peer="127.0.0.2"))).close()
+    frame, code = await refused(url, **forwarded("203.0.113.1", peer="127.0.0.2"))
+    assert (frame["code"], code) == ("connection_limited", 4429)
+    await (await connected(url, **forwarded("203.0.113.2", peer="127.0.0.2"))).close()  # another client
+    for i in range(2):  # a peer that is not a trusted proxy is counted as itself, whatever it claims
+        await (await connected(url, **forwarded(f"198.51.100.{i}"))).close()
+    frame, code = await refused(url, **forwarded("198.51.100.9"))
+    assert (frame["code"], code) == ("connection_limited", 4429)

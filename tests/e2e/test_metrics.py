@@ -26,10 +26,12 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 async def test_gateway_metrics_count_connections_frames_errors_and_latency(stack):
     stack.orchestrator()
-    gateway = stack.gateway(PAM_RATE_BURST="3", PAM_RATE_PER_SECOND="0.1")
+    port = free_port()
+    gateway = stack.gateway(PAM_RATE_BURST="3", PAM_RATE_PER_SECOND="0.1", PAM_METRICS_PORT=str(port))
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
     async with await PamClient.connect(gateway.ws_url("/ws/u?token=demo-token&reconnect_attempts=2")) as client:
         await client.recv()
-        during = scrape(gateway.http_url("/metrics"))
+        during = scrape(metrics_url)
         assert value(during, "pam_gateway_connections_open", mode="demo") == 1
         chunks = len(await client.chat("hello", "u"))
         await client.send("{broken")
@@ -40,7 +42,7 @@ async def test_gateway_metrics_count_connections_frames_errors_and_latency(stack
         limited = await client.recv()
     assert limited["code"] == "rate_limited"
     gateway.wait_for("socket closed")
-    after = scrape(gateway.http_url("/metrics"))
+    after = scrape(metrics_url)
     assert value(after, "pam_gateway_connections_open", mode="demo") == 0
     assert value(after, "pam_gateway_connections_opened_total", mode="demo") == 1
     assert value(after, "pam_gateway_connections_closed_total", code="1000") == 1
@@ -56,6 +58,13 @@ async def test_gateway_metrics_count_connections_frames_errors_and_latency(stack
     assert 0 < value(after, "pam_gateway_answer_seconds_sum") < 5
     closing = next(line for line in gateway.lines if "socket closed" in line)
     assert "4 messages, 2 errors, 2 reconnect attempts" in closing
+
+
+def test_the_gateway_keeps_its_metrics_off_its_public_port(stack):
+    port = free_port()
+    gateway = stack.gateway(PAM_METRICS_PORT=str(port))
+    assert httpx.get(gateway.http_url("/metrics"), timeout=5).status_code == 404
+    assert "pam_gateway_connections_open" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
 
 async def test_orchestrator_metrics_count_intents_llm_timings_and_errors(stack, llm_env):

@@ -17,8 +17,9 @@ class PamClient:
         self.ws = ws
 
     @classmethod
-    async def connect(cls, url: str) -> PamClient:
-        return cls(await websockets.connect(url, max_size=None, compression=None))
+    async def connect(cls, url: str, **options: Any) -> PamClient:
+        """``options`` go to ``websockets.connect`` (``additional_headers``, ``local_addr`` ...)."""
+        return cls(await websockets.connect(url, max_size=None, compression=None, **options))
 
     async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
@@ -52,17 +53,17 @@ class PamClient:
         await self.close()
 
 
-async def connected(url: str) -> PamClient:
+async def connected(url: str, **options: Any) -> PamClient:
     """A socket past its handshake: the ``connection`` frame has been read."""
-    client = await PamClient.connect(url)
+    client = await PamClient.connect(url, **options)
     hello = await client.recv()
     assert hello["type"] == "connection" and hello["status"] == "connected", hello
     return client
 
 
-async def refused(url: str) -> tuple[dict[str, Any], int]:
+async def refused(url: str, **options: Any) -> tuple[dict[str, Any], int]:
     """The frame a refused socket gets, and the code it is then closed with."""
-    client = await PamClient.connect(url)
+    client = await PamClient.connect(url, **options)
     frame = await client.recv()
     try:
         await client.recv()

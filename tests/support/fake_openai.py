@@ -9,9 +9,12 @@ is steered by directives inside the last user message, so each test says what th
     [gap:0.05]                wait between tokens
     [tool:navigate:{"page":"/trips"}]   call that tool (arguments are JSON)
     [say:some text]           stream exactly this text instead of the echo
+    [words:500]               stream that many words ("w1 w2 ...") instead of the echo
     [cut]                     drop the connection mid-stream
 
-By default it streams ``Echo: <message without directives>`` word by word.  Every
+By default it streams ``Echo: <message without directives>`` word by word.  Each word
+counts as one token: past the request's ``max_completion_tokens`` the answer stops with
+finish reason ``length``, as the real API's does.  Every
 request body it received is listed at ``GET /_requests``, so tests can check what
 the orchestrator sent (system prompt, history).
 
@@ -34,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
 
@@ -74,16 +77,22 @@ async def completions(request: Request) -> Response:
     if "delay" in found:
         await asyncio.sleep(float(found["delay"][0]))
     reply = found["say"][0] if "say" in found else f"Echo: {text}"
+    if "words" in found:
+        reply = " ".join(f"w{i}" for i in range(1, int(found["words"][0]) + 1))
     words = re.findall(r"\S+\s*", reply)
+    limit = body.get("max_completion_tokens") or len(words)
     tools = [t.split(":", 1) for t in found.get("tool", [])]
     model = body.get("model", "fake")
     if not body.get("stream"):
         return JSONResponse(_whole(model, reply, tools))
     gap = float(found["gap"][0]) if "gap" in found else 0.0
-    return StreamingResponse(_stream(model, words, tools, gap, "cut" in found), media_type="text/event-stream")
+    stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit)
+    return StreamingResponse(stream, media_type="text/event-stream")
 
 
-async def _stream(model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool) -> AsyncIterator[bytes]:
+async def _stream(
+    model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool, too_long: bool
+) -> AsyncIterator[bytes]:
     yield chunk(model, {"role": "assistant", "content": ""})
     for i, word in enumerate(words):
         if gap and i:
@@ -102,7 +111,7 @@ async def _stream(model: str, words: list[str], tools: list[list[str]], gap: flo
         half = len(arguments) // 2  # arguments arrive in pieces, as from the real API
         for piece in (arguments[:half], arguments[half:]):
             yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield chunk(model, {}, "tool_calls" if tools else "stop")
+    yield chunk(model, {}, "length" if too_long else "tool_calls" if tools else "stop")
     yield b"data: [DONE]\n\n"
 
 

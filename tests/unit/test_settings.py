@@ -29,6 +29,9 @@ def test_production_turns_demo_off_and_requires_a_secret():
         ({"JWT_SECRET": "short"}, "JWT_SECRET"),
         ({"PAM_INSTANCE_ID": "has.dots"}, "PAM_INSTANCE_ID"),
         ({"PAM_NATS_NAMESPACE": "a b"}, "PAM_NATS_NAMESPACE"),
+        ({"PAM_TRUSTED_PROXIES": "10.0.0.1, proxy.local"}, "PAM_TRUSTED_PROXIES"),
+        ({"PAM_MAX_COMPLETION_TOKENS": "0"}, "PAM_MAX_COMPLETION_TOKENS"),
+        ({"PAM_ANSWER_DEADLINE_SECONDS": "soon"}, "PAM_ANSWER_DEADLINE_SECONDS"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, variable):
@@ -46,3 +49,9 @@ def test_a_database_password_is_never_echoed():
 def test_supabase_database_url_is_accepted_as_is():
     url = "postgresql://postgres.abc:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
     assert load_settings({"DATABASE_URL": url}).database_url == url
+
+
+def test_no_proxy_is_trusted_unless_named():
+    assert load_settings({}).trusted_proxies == ()
+    named = load_settings({"PAM_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,"}).trusted_proxies
+    assert named == ("10.0.0.0/8", "fd00::1")

@@ -1,4 +1,4 @@
-"""Serving a service's Prometheus metrics on their own port (the gateway uses ``/metrics``)."""
+"""Serving a service's Prometheus metrics on their own port, never on a public one."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ A bad value stops the service at start with one line naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -35,6 +36,8 @@ class Settings:
     openai_model: str
     openai_timeout_seconds: float
     openai_max_retries: int
+    max_completion_tokens: int
+    answer_deadline_seconds: float
     environment: str
     demo_mode: bool
     gateway_host: str
@@ -50,6 +53,7 @@ class Settings:
     user_messages_per_minute: int
     max_sockets_per_user: int
     ip_connects_per_minute: int
+    trusted_proxies: tuple[str, ...]
     token_warning_seconds: float
     shutdown_grace_seconds: float
     resume_window_seconds: float
@@ -91,6 +95,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
         environment=environment,
         demo_mode=read.flag("PAM_DEMO_MODE", not production),
+        max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
+        answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
         gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
@@ -105,6 +111,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ip_connects_per_minute=int(read.number("PAM_IP_CONNECTS_PER_MINUTE", 600, low=1)),
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
+        trusted_proxies=read.networks("PAM_TRUSTED_PROXIES"),
         resume_window_seconds=read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1),
         metrics_port=int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
         metrics_host=read.text("PAM_METRICS_HOST", "127.0.0.1"),
@@ -171,6 +178,16 @@ class _Reader:
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.optional_url(name, schemes)
         return value or default
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP addresses or networks (``10.0.0.0/8``), or ``*`` for any."""
+        found = tuple(part.strip() for part in self.env.get(name, "").split(",") if part.strip())
+        for part in (p for p in found if p != "*"):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(f"{name} must list IP addresses or networks, got {part!r}") from None
+        return found
 
     def optional_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         raw = self.env.get(name, "").strip()

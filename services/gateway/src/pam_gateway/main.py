@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 from pam_shared import logs
+from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, load_settings
 
 from pam_gateway.app import Gateway, create_app
@@ -33,6 +34,7 @@ def main() -> None:
         "on" if settings.demo_mode else "off",
         extra={"marker": logs.CONNECTION},
     )
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -42,6 +44,8 @@ def main() -> None:
         ws_max_size=settings.max_message_bytes * HARD_SIZE_FACTOR,
         ws_per_message_deflate=False,
         server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),  # client IPs from X-Forwarded-For only from these
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
     DrainingServer(config, app.state.gateway).run()
 

@@ -1,10 +1,8 @@
-"""The gateway's Prometheus metrics, served at ``/metrics``."""
+"""The gateway's Prometheus metrics, served on ``PAM_METRICS_PORT`` like every service's."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import Counter, Gauge, Histogram
 
 CLIENT_TYPES = ("chat", "ping", "auth", "resume")
 SERVER_TYPES = ("connection", "chat_chunk", "chat_response", "ui_actions", "action_response", "error", "pong")
@@ -37,7 +35,3 @@ def count_out(frame: bytes | str) -> None:
     start = text.find('"type":"') + 8
     kind = text[start : text.find('"', start)] if start >= 8 else "other"
     _frames_out.get(kind, _frames_out["other"]).inc()
-
-
-async def endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,7 @@ from pam_shared import logs
 from pam_shared.internal import ChatRequest, Turn
 
 from pam_orchestrator import tools
-from pam_orchestrator.engine import Engine, EngineFailure, Usage
+from pam_orchestrator.engine import Cut, Engine, EngineFailure, Usage
 from pam_orchestrator.intents import classify
 from pam_orchestrator.replies import ReplyStream
 
@@ -44,17 +44,19 @@ async def answer(
     intent = classify(request.message)
     keepalive = asyncio.create_task(_keep_alive(replies, progress_every))
     started = time.monotonic()
-    usage, error_code, error_kind, text = None, None, None, ""
+    usage, cut, error_code, error_kind, text = None, None, None, None, ""
     try:
         async for piece in engine.stream(request, intent, [{"role": t.role, "content": t.content} for t in history]):
             if isinstance(piece, str):
                 await replies.chunk(piece)
             elif isinstance(piece, Usage):
                 usage = piece
+            elif isinstance(piece, Cut):
+                cut = piece
             else:
                 await replies.ui_actions(piece)
         text = replies.text or tools.describe(replies.actions)
-        await replies.finish(text, intent)
+        await replies.finish(text, intent, cut)
     except EngineFailure as exc:
         log.warning("LLM failed: %s", exc.kind, extra={**extra, "marker": logs.ERROR})
         error_code, error_kind = "llm_error", exc.kind

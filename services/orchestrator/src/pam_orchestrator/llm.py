@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pam_shared import tracing
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
 from pam_shared.settings import Settings
 
 from pam_orchestrator import prompt, tools
-from pam_orchestrator.engine import EngineFailure, Piece, Usage
+from pam_orchestrator.engine import Cut, EngineFailure, Piece, Usage
 
 log = logging.getLogger("pam.orchestrator.llm")
 
@@ -24,11 +27,47 @@ class _ToolCall:
     arguments: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Heard:
+    """What the model has streamed so far, besides the pieces already passed on."""
+
+    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    said: bool = False
+    cut: Cut | None = None
+
+    def read(self, chunk: ChatCompletionChunk) -> list[Piece]:
+        """The pieces one chunk carries; tool-call fragments and a cut are kept for the end."""
+        found: list[Piece] = []
+        if chunk.usage is not None:
+            found.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
+        for choice in chunk.choices:
+            if choice.delta.content:
+                self.said = True
+                found.append(choice.delta.content)
+            for call in choice.delta.tool_calls or ():
+                _collect(self.calls.setdefault(call.index, _ToolCall()), call)
+            if choice.finish_reason == "length":
+                self.cut = Cut("length")
+        return found
+
+    def ending(self) -> list[Piece]:
+        """The actions, then the cut; a cut before anything was said is a failure, not an empty answer."""
+        actions = _actions(self.calls)
+        if self.cut is None:
+            return [actions] if actions else []
+        if not (self.said or actions):
+            raise EngineFailure("timeout" if self.cut.reason == "deadline" else "length")
+        log.info("answer cut short: %s", self.cut.reason)
+        return [actions, self.cut] if actions else [self.cut]
+
+
 class OpenAIEngine:
     name = "openai"
 
     def __init__(self, settings: Settings) -> None:
         self.model = settings.openai_model
+        self.max_tokens = settings.max_completion_tokens
+        self.deadline_seconds = settings.answer_deadline_seconds
         self.client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
@@ -37,30 +76,41 @@ class OpenAIEngine:
         )
 
     async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
-        calls: dict[int, _ToolCall] = {}
+        """The answer as it streams; past the deadline it ends with what was said (or fails, if nothing was)."""
+        deadline = asyncio.get_running_loop().time() + self.deadline_seconds
+        heard = _Heard()
         try:
-            response = await self.client.chat.completions.create(
-                model=self.model,
-                messages=prompt.messages(request, intent, history),  # type: ignore[arg-type]
-                tools=tools.TOOLS,  # type: ignore[arg-type]
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_headers=_trace_headers(),
-            )
-            async for chunk in response:
-                if chunk.usage is not None:
-                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        yield delta.content
-                    for call in delta.tool_calls or ():
-                        _collect(calls.setdefault(call.index, _ToolCall()), call)
+            async with asyncio.timeout_at(deadline):
+                response = await self._create(request, intent, history)
+            async with response:
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(response, None)
+                    if chunk is None:
+                        break
+                    for piece in heard.read(chunk):
+                        yield piece
         except openai.APIError as exc:
             raise EngineFailure(_kind(exc)) from exc
-        actions = _actions(calls)
-        if actions:
-            yield actions
+        except TimeoutError:
+            heard.cut = Cut("deadline")
+        for piece in heard.ending():
+            yield piece
+
+    async def _create(
+        self, request: ChatRequest, intent: str, history: list[dict[str, str]]
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        # History roles come from our own records ("user"/"assistant"), so the messages fit the SDK's type.
+        messages = cast("list[ChatCompletionMessageParam]", prompt.messages(request, intent, history))
+        return await self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            tools=tools.TOOLS,
+            max_completion_tokens=self.max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=_trace_headers(),
+        )
 
     async def close(self) -> None:
         await self.client.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
+from openai.types.chat import ChatCompletionFunctionToolParam
 from pam_shared.protocol import UiAction
 
 log = logging.getLogger("pam.orchestrator.tools")
@@ -24,7 +24,7 @@ PAGES = [
     "/profile",
 ]
 
-TOOLS: list[dict[str, Any]] = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
