@@ -93,10 +93,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
         openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 30.0, low=0.1),
         openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
-        environment=environment,
-        demo_mode=read.flag("PAM_DEMO_MODE", not production),
         max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
         answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
+        environment=environment,
+        demo_mode=read.flag("PAM_DEMO_MODE", not production),
         gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
@@ -109,9 +109,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         user_messages_per_minute=int(read.number("PAM_USER_MESSAGES_PER_MINUTE", 120, low=1)),
         max_sockets_per_user=int(read.number("PAM_MAX_SOCKETS_PER_USER", 10, low=1)),
         ip_connects_per_minute=int(read.number("PAM_IP_CONNECTS_PER_MINUTE", 600, low=1)),
+        trusted_proxies=read.networks("PAM_TRUSTED_PROXIES"),
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
-        trusted_proxies=read.networks("PAM_TRUSTED_PROXIES"),
         resume_window_seconds=read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1),
         metrics_port=int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
         metrics_host=read.text("PAM_METRICS_HOST", "127.0.0.1"),
@@ -175,10 +175,6 @@ class _Reader:
             raise ConfigError(f"{name} must be {bounds}, got {raw!r}")
         return value
 
-    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
-        value = self.optional_url(name, schemes)
-        return value or default
-
     def networks(self, name: str) -> tuple[str, ...]:
         """Comma-separated IP addresses or networks (``10.0.0.0/8``), or ``*`` for any."""
         found = tuple(part.strip() for part in self.env.get(name, "").split(",") if part.strip())
@@ -188,6 +184,10 @@ class _Reader:
             except ValueError:
                 raise ConfigError(f"{name} must list IP addresses or networks, got {part!r}") from None
         return found
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.optional_url(name, schemes)
+        return value or default
 
     def optional_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         raw = self.env.get(name, "").strip()
