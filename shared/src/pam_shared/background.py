@@ -66,8 +66,12 @@ class Tasks:
         if self._on_death is not None:
             self._on_death(name)
 
-    async def stop(self) -> None:
+    def closing(self) -> None:
+        """From now on a task that ends is shutting down with its owner, not dying."""
         self._stopping = True
+
+    async def stop(self) -> None:
+        self.closing()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

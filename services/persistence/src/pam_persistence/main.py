@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
 from pam_shared import __version__, bus, debugging, logs
+from pam_shared.background import Tasks
 from pam_shared.journal import ensure_stream
 from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, Settings, load_settings
@@ -39,8 +40,9 @@ POOL_CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 class Persistence:
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, stop: asyncio.Event) -> None:
         self.settings = settings
+        self.tasks = Tasks(on_death=lambda _: stop.set())  # a dead writer: exit, and be restarted
         self.database_url = database_url
         self.names = settings.subjects
         self.gap = timedelta(minutes=settings.conversation_idle_minutes)
@@ -57,7 +59,7 @@ class Persistence:
         await ensure_stream(js, names)
         self.pool = await db.open_pool(self.database_url, settings.db_pool_size)
         self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
-        await self.writer.start()
+        await self.writer.start(self.tasks)
         queries = Queries(self.pool, self.gap)
         self.service = await add_service(
             self.nc,
@@ -88,10 +90,12 @@ class Persistence:
 
     async def drain(self) -> None:
         """Answer no more requests, finish the batch in hand, then leave NATS and the database."""
+        self.tasks.closing()
         if self.service is not None:
             await self.service.stop()
         if self.writer is not None:
             await self.writer.stop()
+        await self.tasks.stop()
         if self.nc is not None:
             await self.nc.drain()
         if self.pool is not None:
@@ -107,8 +111,8 @@ async def run() -> None:
     if settings.database_url is None:
         raise ConfigError("DATABASE_URL is required by pam-persistence")
     serve_metrics(settings.metrics_port, settings.metrics_host)
-    persistence = Persistence(settings, settings.database_url)
     stop = asyncio.Event()
+    persistence = Persistence(settings, settings.database_url, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -121,6 +125,8 @@ async def run() -> None:
     await stopping
     log.info("stopping", extra={"marker": logs.CONNECTION})
     await persistence.drain()
+    if not persistence.tasks.healthy:
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from pam_shared import logs
+from pam_shared.background import Tasks
 from pam_shared.events import Event, event_decoder
 from pam_shared.subjects import Subjects
 
@@ -74,7 +75,7 @@ class Writer:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, tasks: Tasks) -> None:
         """Bind to the shared durable consumer (creating it the first time) and start pulling."""
         config = ConsumerConfig(ack_wait=ACK_WAIT_SECONDS, max_ack_pending=MAX_ACK_PENDING, max_deliver=-1)
         self._sub = await self.js.pull_subscribe(
@@ -83,7 +84,7 @@ class Writer:
             stream=self.names.events_stream,
             config=config,
         )
-        self._task = asyncio.create_task(self._run())
+        self._task = tasks.start("persistence-writer", self._run())
 
     async def stop(self) -> None:
         """Finish the batch in hand (or hand it back to JetStream), then stop pulling."""
