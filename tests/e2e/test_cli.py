@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -64,7 +65,7 @@ def test_ping_reports_connect_time_and_round_trip(stack, pam):
     gateway = stack.gateway()
     result = pam("ping", "--url", url(gateway), "--count", "2")
     assert result.returncode == 0, result.stderr
-    assert "mode demo, user demo-user" in result.stdout
+    assert re.search(r"mode demo, user demo:[0-9a-f]{32}\b", result.stdout)
     assert result.stdout.count("📤 ping") == 2 and result.stdout.count("📨 pong in ") == 2
     assert "✅ round trip min/avg/max " in result.stdout
 
