@@ -63,6 +63,8 @@ class Settings:
     persist_flush_ms: float
     conversation_idle_minutes: float
     db_pool_size: int
+    journal_max_pending: int
+    journal_spool_dir: str
     instance_id: str
     log_level: str
 
@@ -120,6 +122,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
         conversation_idle_minutes=read.number("PAM_CONVERSATION_IDLE_MINUTES", 30.0, low=0.01),
         db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
+        journal_max_pending=int(read.number("PAM_JOURNAL_MAX_PENDING", 5000, low=1)),
+        journal_spool_dir=read.text("PAM_JOURNAL_SPOOL_DIR", ".pam/spool"),
         instance_id=read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
         log_level=read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
     )
