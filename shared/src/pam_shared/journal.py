@@ -141,16 +141,26 @@ class Journal:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         rest = [*([] if self._batch_spooled else self._batch), *self._pending, *self._overflow]
         if rest:
-            await asyncio.to_thread(self.spool.append, rest)
-            log.warning(
-                "closing with %d events unpublished: spooled to %s for the next start",
-                len(rest),
-                self.spool.where,
-                extra={"marker": logs.ERROR},
-            )
+            await self._spool_at_close(rest)
         self._batch, self._pending, self._overflow = [], [], []
         await asyncio.to_thread(self.spool.close)
         self._update_gauges()
+
+    async def _spool_at_close(self, rest: list[Record]) -> None:
+        try:
+            await asyncio.to_thread(self.spool.append, rest)
+        except OSError as exc:  # the one loss left: say so loudly, and still close
+            journal_errors.inc()
+            log.error(
+                "%d events lost: cannot spool to %s: %s", len(rest), self.spool.where, exc, extra={"marker": logs.ERROR}
+            )
+            return
+        log.warning(
+            "closing with %d events unpublished: spooled to %s for the next start",
+            len(rest),
+            self.spool.where,
+            extra={"marker": logs.ERROR},
+        )
 
     async def _write(self) -> None:
         """The one writer: an error handling a batch is logged and counted, and it goes on."""
