@@ -47,7 +47,7 @@ async def stream_a_chunk(nc: Client, msg: Msg, request: ChatRequest) -> None:
 
 
 async def keep(nc: Client, names: Subjects, msg: Msg, request: ChatRequest, frame: bytes, send: bool) -> None:
-    event_id = await delivery.keep_answer_frame(nc, names, request.user_id, request.request_id, frame)
+    event_id = await delivery.keep_answer_frame(nc, names, request.user_id, request.chat_id, frame)
     if send:
         await nc.publish(msg.reply, frame, headers={subjects.EVENT_ID_HEADER: event_id or ""})
 

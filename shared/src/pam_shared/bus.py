@@ -6,32 +6,40 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 
 from pam_shared import logs
 
 log = logging.getLogger("pam.bus")
 
 
-async def connect(url: str, name: str) -> Client:
-    """Connect with unlimited reconnects; every lifecycle event is logged with its marker."""
+reconnects = Counter("pam_nats_reconnects_total", "Reconnections to NATS")
+
+
+async def connect(url: str, name: str, nc: Client | None = None) -> Client:
+    """Connect with unlimited reconnects; every lifecycle event is logged with its marker.
+
+    ``nc`` is a client made beforehand (``Client()``), so the parts that use it can be
+    built before the connection exists."""
 
     async def disconnected() -> None:
         log.warning("NATS disconnected", extra={"marker": logs.CONNECTION})
 
     async def reconnected() -> None:
+        reconnects.inc()
         log.info("NATS reconnected", extra={"marker": logs.RECONNECT})
 
     async def error(exc: Exception) -> None:
         log.warning("NATS error: %s", exc, extra={"marker": logs.ERROR})
 
-    nc = await nats.connect(
+    nc = nc or Client()
+    await nc.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # nats-py annotates int; it sleeps any float
         connect_timeout=3,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,

@@ -18,7 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from pam_shared.subjects import EVENT_ID_HEADER, REQUEST_ID_HEADER, Subjects
+from pam_shared.protocol import ANSWER_END_TYPES
+from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER, Subjects
 
 log = logging.getLogger("pam.delivery")
 
@@ -33,7 +34,7 @@ async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_sec
 
 async def store(js: JetStreamContext, names: Subjects, user_id: str, frame: bytes, chat_id: str | None = None) -> int:
     """Keep ``frame`` for the resume window (tagged with the chat it answers); returns its event id."""
-    headers = {REQUEST_ID_HEADER: chat_id} if chat_id else None
+    headers = {CHAT_ID_HEADER: chat_id} if chat_id else None
     ack = await js.publish(names.frames(user_id), frame, headers=headers)
     return ack.seq
 
@@ -47,7 +48,7 @@ async def keep_answer_frame(nc: Client, names: Subjects, user_id: str, chat_id: 
     except Exception as exc:  # JetStream trouble: not resumable, but not lost for a live socket
         log.warning("frame not kept for resume: %s", exc)
         return None
-    headers = {EVENT_ID_HEADER: event_id, REQUEST_ID_HEADER: chat_id}
+    headers = {EVENT_ID_HEADER: event_id, CHAT_ID_HEADER: chat_id}
     await nc.publish(names.user(user_id), frame, headers=headers)
     return event_id
 
@@ -75,7 +76,6 @@ class _Answered(msgspec.Struct):
 
 
 _answered = msgspec.json.Decoder(_Answered)
-ANSWER_END_TYPES = frozenset({"chat_response", "error"})
 
 
 async def kept_answers(
@@ -88,7 +88,7 @@ async def kept_answers(
     """The kept frames answering given chats (by our chat id, or by the client's message id)."""
     found = []
     async for msg in replay(js, names, user_id, 0):
-        chat_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        chat_id = (msg.headers or {}).get(CHAT_ID_HEADER)
         if chat_id in chat_ids or (replies_to and _reply_to(msg.data) in replies_to):
             found.append(msg)
     return found

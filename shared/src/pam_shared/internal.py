@@ -10,7 +10,7 @@ from pam_shared.protocol import ChatContext
 class ChatRequest(msgspec.Struct):
     """A validated chat, handed from a gateway to whichever orchestrator takes it."""
 
-    request_id: str
+    chat_id: str
     session_id: str
     user_id: str
     demo: bool

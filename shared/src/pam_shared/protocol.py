@@ -7,6 +7,7 @@ one tagged union so an unknown ``type`` is rejected by msgspec itself.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -159,6 +160,23 @@ class Pong(msgspec.Struct, tag_field="type", tag="pong"):
 
 
 ServerFrame = Connection | ChatChunk | ChatResponse | UiActions | ActionResponse | Error | Pong
+
+CLIENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ClientFrame.__args__)
+SERVER_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ServerFrame.__args__)
+ANSWER_END_TYPES = ("chat_response", "error")
+"""The frames that end an answer: nothing of that answer follows them."""
+
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+RATE_LIMITED = 4429
+
+
+def now_iso() -> str:
+    """The wire's timestamps: UTC, milliseconds, ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 client_decoder = msgspec.json.Decoder(ClientFrame)
 server_decoder = msgspec.json.Decoder(ServerFrame)

@@ -14,7 +14,15 @@ from typing import Any
 import msgspec
 
 from pam_shared.errors import MESSAGES
-from pam_shared.protocol import ClientFrame, ServerFrame
+from pam_shared.protocol import (
+    FORBIDDEN,
+    RATE_LIMITED,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    UNAUTHORIZED,
+    ClientFrame,
+    ServerFrame,
+)
 
 INTRO = """\
 # PAM WebSocket protocol
@@ -85,11 +93,11 @@ also keeps it for resume).
 CLOSE_CODES = [
     (1007, "A text frame that is not valid UTF-8."),
     (1009, "A frame far above `PAM_MAX_MESSAGE_BYTES` (smaller excesses get an `error` frame)."),
-    (1012, "The gateway is restarting (after a `connection` frame with `status: disconnected`): reconnect."),
-    (1013, "The client stopped reading and its send queue passed `PAM_SEND_QUEUE_BYTES`."),
-    (4401, "The token is missing, invalid or expired (an `error` frame says which first)."),
-    (4403, "The token's user is not the user in the URL (`user_mismatch`)."),
-    (4429, "Too many sockets for this user, or connection attempts from this IP (`connection_limited`)."),
+    (SERVICE_RESTART, "The gateway is restarting (after a `connection` frame with `status: disconnected`): reconnect."),
+    (TRY_AGAIN_LATER, "The client stopped reading and its send queue passed `PAM_SEND_QUEUE_BYTES`."),
+    (UNAUTHORIZED, "The token is missing, invalid or expired (an `error` frame says which first)."),
+    (FORBIDDEN, "The token's user is not the user in the URL (`user_mismatch`)."),
+    (RATE_LIMITED, "Too many sockets for this user, or connection attempts from this IP (`connection_limited`)."),
 ]
 
 

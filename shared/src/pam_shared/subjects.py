@@ -19,7 +19,7 @@ REPLY_PROGRESS = "progress"
 EVENT_ID_HEADER = "Pam-Event-Id"
 """The frame's event id (its sequence in the frames stream); gateways write it into the frame."""
 
-REQUEST_ID_HEADER = "Pam-Request-Id"
+CHAT_ID_HEADER = "Pam-Chat-Id"
 """On a user-subject copy of an answer's frame: the chat it answers."""
 
 RESTART_HEADER = "Pam-Restart"
@@ -49,9 +49,6 @@ class Subjects:
     def reply_prefix(self, gateway_id: str) -> str:
         """Each gateway subscribes to ``<prefix>>`` for the answers to its requests."""
         return f"{self.namespace}.reply.{gateway_id}."
-
-    def reply_subject(self, gateway_id: str, request_id: str) -> str:
-        return f"{self.reply_prefix(gateway_id)}{request_id}"
 
     def user(self, user_id: str) -> str:
         """Publish a server frame here to reach every socket ``user_id`` has open, on any gateway."""

@@ -11,7 +11,8 @@ from pam_shared import logs
 from pam_shared.metrics_server import serve_metrics
 from pam_shared.settings import ConfigError, load_settings
 
-from pam_gateway.app import Gateway, create_app
+from pam_gateway.app import create_app
+from pam_gateway.gateway import Gateway
 
 log = logging.getLogger("pam.gateway")
 

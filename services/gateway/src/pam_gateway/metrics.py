@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from pam_shared.protocol import CLIENT_TYPES, SERVER_TYPES
 from prometheus_client import Counter, Gauge, Histogram
 
-CLIENT_TYPES = ("chat", "ping", "auth", "resume")
-SERVER_TYPES = ("connection", "chat_chunk", "chat_response", "ui_actions", "action_response", "error", "pong")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 connections_open = Gauge("pam_gateway_connections_open", "Open sockets", ["mode"])
@@ -19,7 +18,6 @@ first_chunk = Histogram(
     "pam_gateway_first_chunk_seconds", "From a chat's arrival to its first reply frame", buckets=LATENCY_BUCKETS
 )
 answer = Histogram("pam_gateway_answer_seconds", "From a chat's arrival to its final frame", buckets=LATENCY_BUCKETS)
-nats_reconnects = Counter("pam_gateway_nats_reconnects_total", "Reconnections to NATS")
 
 _frames_in = {t: frames_in.labels(t) for t in (*CLIENT_TYPES, "invalid")}
 _frames_out = {t: frames_out.labels(t) for t in (*SERVER_TYPES, "other")}

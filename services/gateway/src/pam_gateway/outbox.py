@@ -13,13 +13,13 @@ import contextlib
 import logging
 from collections import deque
 
+from pam_shared.protocol import TRY_AGAIN_LATER
 from starlette.websockets import WebSocket
 
 from pam_gateway import metrics
 
 log = logging.getLogger("pam.gateway.outbox")
 
-TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT_SECONDS = 5.0
 
 

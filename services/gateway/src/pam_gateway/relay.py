@@ -1,7 +1,8 @@
 """The gateway's side of the chat path: publish requests, route streamed replies back.
 
 Each gateway instance owns one wildcard subscription, ``<ns>.reply.<gateway_id>.>``;
-the last subject token is the request id, which finds the socket to forward to.
+the last subject token is the reply id (one per attempt at a chat), which finds the
+socket to forward to.
 Reply payloads are already client frames, so they are forwarded without decoding.
 
 Orchestrators send progress while the model is quiet, so silence means a lost
@@ -32,6 +33,7 @@ from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
 
 from pam_gateway import metrics
+from pam_gateway.inbox import KeptFrames
 
 log = logging.getLogger("pam.gateway.relay")
 
@@ -39,12 +41,14 @@ NO_RESPONDERS = "503"
 
 
 class Recipient(Protocol):
-    """The session an answer is for (see session.Session)."""
-
-    inflight: set[str]
+    """The socket an answer is for (see ``inbox.Inbox``)."""
 
     @property
     def user_id(self) -> str: ...
+
+    def asked(self, chat_id: str) -> None: ...
+
+    def answered(self, chat_id: str) -> None: ...
 
     def deliver(self, frame: bytes, event_id: str | None) -> None: ...
 
@@ -63,8 +67,11 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, nc: Client, names: Subjects, gateway_id: str, timeout: float, tasks: Tasks) -> None:
+    def __init__(
+        self, nc: Client, names: Subjects, gateway_id: str, timeout: float, kept: KeptFrames, tasks: Tasks
+    ) -> None:
         self.nc = nc
+        self.kept = kept
         self.tasks = tasks
         self.names = names
         self.timeout = timeout
@@ -89,20 +96,18 @@ class Relay:
         self, recipient: Recipient, chat_id: str, request: bytes, reply_to: str | None, traceparent: str
     ) -> None:
         """Hand an encoded ChatRequest to the orchestrators; every reply goes to ``recipient``."""
-        recipient.inflight.add(chat_id)
+        recipient.asked(chat_id)
         now = time.monotonic()
         await self._publish(Pending(recipient, chat_id, reply_to, request, traceparent, now, now))
 
     async def _publish(self, pending: Pending, restart: bool = False) -> None:
-        request_id = str(next(self._ids))
-        self.pending[request_id] = pending
+        reply_id = str(next(self._ids))
+        self.pending[reply_id] = pending
         self.idle.clear()
         headers = {tracing.TRACEPARENT: pending.traceparent}
         if restart:
             headers[subjects.RESTART_HEADER] = "1"
-        await self.nc.publish(
-            self.names.chat_request, pending.request, reply=self._prefix + request_id, headers=headers
-        )
+        await self.nc.publish(self.names.chat_request, pending.request, reply=self._prefix + reply_id, headers=headers)
 
     async def probe(self, timeout: float) -> bool:
         """Send ourselves a message through NATS: proves the reply subscription still receives."""
@@ -119,23 +124,23 @@ class Relay:
             self._probes.pop(probe_id, None)
 
     async def _on_reply(self, msg: Msg) -> None:
-        request_id = msg.subject[len(self._prefix) :]
-        pending = self.pending.get(request_id)
+        reply_id = msg.subject[len(self._prefix) :]
+        pending = self.pending.get(reply_id)
         if pending is None:
-            if (probe := self._probes.get(request_id)) is not None and not probe.done():
+            if (probe := self._probes.get(reply_id)) is not None and not probe.done():
                 probe.set_result(None)
             return  # the answer ended, timed out or was retried already
         pending.last_seen = time.monotonic()
         headers = msg.headers
         if headers:
             if headers.get("Status") == NO_RESPONDERS:
-                await self._fail(request_id, "orchestrator_unavailable")
+                await self._fail(reply_id, "orchestrator_unavailable")
                 return
             kind = headers.get(subjects.REPLY_KIND_HEADER)
             if kind == subjects.REPLY_PROGRESS:
                 return
             if kind == subjects.REPLY_END:
-                self._forget(request_id)
+                self._forget(reply_id)
                 metrics.answer.observe(pending.last_seen - pending.started)
             event_id = headers.get(subjects.EVENT_ID_HEADER)
         else:
@@ -145,36 +150,35 @@ class Relay:
             metrics.first_chunk.observe(pending.last_seen - pending.started)
         pending.recipient.deliver(msg.data, event_id)
 
-    async def _kept_end(self, request_id: str) -> bool:
+    async def _kept_end(self, reply_id: str) -> bool:
         """A worker that died right after keeping its answer's end: deliver that end instead."""
-        pending = self.pending[request_id]
-        js, user_id = self.nc.jetstream(), pending.recipient.user_id
-        kept = await delivery.kept_answers(js, self.names, user_id, chat_ids={pending.chat_id})
-        if not any(delivery.ends_answer(msg.data) for msg in kept):
+        pending = self.pending[reply_id]
+        kept = await self.kept.answer_end(pending.recipient.user_id, pending.chat_id)
+        if not kept:
             return False
-        self._forget(request_id)
-        for msg in kept:
-            pending.recipient.deliver(msg.data or b"", str(msg.seq))
-        log.info("chat %s: worker gone, its kept end delivered", request_id, extra={"marker": logs.RECONNECT})
+        self._forget(reply_id)
+        for frame, event_id in kept:
+            pending.recipient.deliver(frame, event_id)
+        log.info("chat %s: worker gone, its kept end delivered", pending.chat_id, extra={"marker": logs.RECONNECT})
         return True
 
-    def _forget(self, request_id: str) -> Pending:
-        pending = self.pending.pop(request_id)
-        pending.recipient.inflight.discard(pending.chat_id)
+    def _forget(self, reply_id: str) -> Pending:
+        pending = self.pending.pop(reply_id)
+        pending.recipient.answered(pending.chat_id)
         if not self.pending:
             self.idle.set()
         return pending
 
-    async def _fail(self, request_id: str, code: str) -> None:
+    async def _fail(self, reply_id: str, code: str) -> None:
         """End an answer with an error, kept for resume like any answer's end."""
-        pending = self._forget(request_id)
+        pending = self._forget(reply_id)
         metrics.errors.labels(code).inc()
         frame = encoder.encode(error_frame(code, reply_to=pending.reply_to))
         user_id = pending.recipient.user_id
         event_id = await delivery.keep_answer_frame(self.nc, self.names, user_id, pending.chat_id, frame)
         pending.recipient.deliver(frame, event_id)
         trace_id = tracing.trace_id_of(pending.traceparent)
-        log.warning("chat %s failed: %s", request_id, code, extra={"marker": logs.ERROR, "trace_id": trace_id})
+        log.warning("chat %s failed: %s", pending.chat_id, code, extra={"marker": logs.ERROR, "trace_id": trace_id})
 
     async def _sweep(self) -> None:
         """Deal with every request that has heard nothing for ``timeout`` seconds."""
@@ -182,23 +186,23 @@ class Relay:
         while True:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - self.timeout
-            for request_id in [r for r, p in self.pending.items() if p.last_seen < deadline]:
-                with survive("relay-sweep", f"silent chat {request_id}"):
-                    if request_id in self.pending:
-                        await self._silent(request_id)
+            for reply_id in [r for r, p in self.pending.items() if p.last_seen < deadline]:
+                with survive("relay-sweep", f"silent chat {reply_id}"):
+                    if reply_id in self.pending:
+                        await self._silent(reply_id)
 
-    async def _silent(self, request_id: str) -> None:
-        pending = self.pending[request_id]
-        if pending.streamed and await self._kept_end(request_id):
+    async def _silent(self, reply_id: str) -> None:
+        pending = self.pending[reply_id]
+        if pending.streamed and await self._kept_end(reply_id):
             return
         if pending.retried:
-            await self._fail(request_id, "worker_lost" if pending.streamed else "timeout")
+            await self._fail(reply_id, "worker_lost" if pending.streamed else "timeout")
             return
         trace_id = tracing.trace_id_of(pending.traceparent)
         extra = {"marker": logs.RECONNECT, "trace_id": trace_id}
-        log.warning("chat %s: worker silent, retrying on another", request_id, extra=extra)
-        self._forget(request_id)
-        pending.recipient.inflight.add(pending.chat_id)
+        log.warning("chat %s: worker silent, retrying on another", pending.chat_id, extra=extra)
+        self._forget(reply_id)
+        pending.recipient.asked(pending.chat_id)
         restart, pending.streamed = pending.streamed, False
         pending.retried, pending.last_seen = True, time.monotonic()
         await self._publish(pending, restart)

@@ -12,12 +12,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from nats.aio.client import Client
 from pam_shared import delivery, subjects
 from pam_shared.errors import error_frame
-from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder
+from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder, now_iso
 from pam_shared.subjects import Subjects
 
 from pam_orchestrator.engine import Cut
@@ -130,7 +129,7 @@ class ReplyStream:
         await self.flush()
         frame = ChatResponse(
             message=text,
-            timestamp=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            timestamp=now_iso(),
             message_id=self.message_id,
             intent=intent,
             reply_to=self.reply_to,

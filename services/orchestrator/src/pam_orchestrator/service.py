@@ -81,7 +81,7 @@ class Orchestrator:
             return
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
         assert self.nc is not None  # requests arrive only after start()
-        keeper = Keeper(self.nc, self.names, chat.user_id, chat.request_id)
+        keeper = Keeper(self.nc, self.names, chat.user_id, chat.chat_id)
         headers = request.headers or {}
         window, restart = self.settings.chunk_window_ms / 1000, subjects.RESTART_HEADER in headers
         replies = ReplyStream(request.respond, chat.message_id, keeper, window, restart)

@@ -23,12 +23,13 @@ from pam_shared.protocol import (
     SessionData,
     UiActions,
     encoder,
+    now_iso,
 )
 
 from pam_cli import options
 from pam_cli.console import say, write
 from pam_cli.failure import Failure
-from pam_cli.session import Session, explain, now_iso, open_session
+from pam_cli.session import Session, explain, open_session
 
 NOTICES = frozenset({"token_expiring"})
 """Error codes that warn about the socket rather than end the answer."""

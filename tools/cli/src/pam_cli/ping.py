@@ -9,11 +9,11 @@ import argparse
 import time
 
 from pam_shared.logs import CONNECTION, INCOMING, OK, OUTGOING
-from pam_shared.protocol import Ping, Pong
+from pam_shared.protocol import Ping, Pong, now_iso
 
 from pam_cli import options
 from pam_cli.console import say
-from pam_cli.session import Session, now_iso, open_session
+from pam_cli.session import Session, open_session
 
 PONG_TIMEOUT_SECONDS = 5.0
 

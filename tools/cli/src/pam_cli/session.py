@@ -7,12 +7,21 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import msgspec
 import websockets
-from pam_shared.protocol import Connection, Error, ServerFrame, encoder, server_decoder
+from pam_shared.protocol import (
+    FORBIDDEN,
+    RATE_LIMITED,
+    SERVICE_RESTART,
+    UNAUTHORIZED,
+    Connection,
+    Error,
+    ServerFrame,
+    encoder,
+    server_decoder,
+)
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -20,10 +29,10 @@ from pam_cli.failure import Failure
 
 OPEN_TIMEOUT_SECONDS = 5.0
 CLOSE_CODES = {
-    4401: "auth failed (close code 4401, unauthorized)",
-    4403: "auth failed (close code 4403, forbidden)",
-    4429: "refused (close code 4429, too many connections or messages)",
-    1012: "the gateway is restarting (close code 1012); try again",
+    UNAUTHORIZED: "auth failed (close code 4401, unauthorized)",
+    FORBIDDEN: "auth failed (close code 4403, forbidden)",
+    RATE_LIMITED: "refused (close code 4429, too many connections or messages)",
+    SERVICE_RESTART: "the gateway is restarting (close code 1012); try again",
 }
 LABELS = {
     "token_invalid": "auth failed",
@@ -131,8 +140,3 @@ def _closed(exc: ConnectionClosed) -> str:
 def explain(error: Error) -> str:
     """One line for an ``error`` frame: what kind of failure, its stable code, the server's words."""
     return f"{LABELS.get(error.code, 'error')} ({error.code}): {error.message}"
-
-
-def now_iso() -> str:
-    """A timestamp the way the frontend writes them (``2026-11-25T10:00:00.000Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

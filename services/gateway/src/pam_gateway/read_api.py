@@ -9,9 +9,10 @@ exist.  Errors are JSON: ``{"error": code, "message": words for people}``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.micro.request import ERROR_CODE_HEADER
 from pam_shared.auth import AuthError, Identity, verify_token
@@ -25,13 +26,10 @@ from pam_shared.queries import (
     messages_reply_decoder,
     query_encoder,
 )
-from pam_shared.subjects import Subjects
+from pam_shared.settings import Settings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-if TYPE_CHECKING:
-    from pam_gateway.app import Gateway
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 ADMIN_ROLES = frozenset({"admin", "service_role"})
@@ -54,8 +52,8 @@ class ApiError(Exception):
         self.code, self.detail = code, detail
 
 
-def routes(gateway: Gateway) -> list[Route]:
-    api = HistoryApi(gateway)
+def routes(nc: Client, settings: Settings) -> list[Route]:
+    api = ReadApi(nc, settings)
     return [
         Route("/api/v1/conversations", _guarded(api.conversations)),
         Route("/api/v1/conversations/{conversation_id}/messages", _guarded(api.messages)),
@@ -63,9 +61,11 @@ def routes(gateway: Gateway) -> list[Route]:
     ]
 
 
-class HistoryApi:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+class ReadApi:
+    def __init__(self, nc: Client, settings: Settings) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.names = settings.subjects
 
     async def conversations(self, request: Request) -> Response:
         """The user's conversations, most recently active first; ``?limit=&cursor=``."""
@@ -93,24 +93,17 @@ class HistoryApi:
         query = AnalyticsRequest(_int(request, "days", 30, 1, 366))
         return _json(await self._ask(self.names.analytics_summary, query, analytics_reply_decoder))
 
-    @property
-    def names(self) -> Subjects:
-        return self.gateway.settings.subjects
-
     def _identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
-            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.gateway.settings)
+            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings)
         except AuthError as exc:
             raise ApiError(exc.code) from None
 
     async def _ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
         """Persistence's answer to ``query``; 503 when no instance answers in time."""
-        nc = self.gateway.nc
-        if nc is None:
-            raise ApiError("persistence_unavailable")
         try:
-            reply = await nc.request(subject, query_encoder.encode(query), timeout=REQUEST_TIMEOUT_SECONDS)
+            reply = await self.nc.request(subject, query_encoder.encode(query), timeout=REQUEST_TIMEOUT_SECONDS)
         except NatsError:  # no responders, timeout, reconnecting
             raise ApiError("persistence_unavailable") from None
         status = (reply.headers or {}).get(ERROR_CODE_HEADER)

@@ -1,0 +1,121 @@
+"""Admitting a socket and living with it: refusals, the read loop, the closing line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from pam_shared import logs
+from pam_shared.auth import AuthError, Identity, authenticate
+from pam_shared.errors import error_frame
+from pam_shared.protocol import FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTHORIZED, encoder
+from pam_shared.settings import Settings
+from starlette.websockets import WebSocket
+
+from pam_gateway import metrics
+from pam_gateway.outbox import Outbox
+from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
+from pam_gateway.registry import Registry
+from pam_gateway.session import Session
+
+log = logging.getLogger("pam.gateway.sockets")
+
+OpenSession = Callable[[Identity, str, Outbox], Session]
+"""Builds the session of an admitted socket from its identity, client IP and outbox."""
+
+
+class Sockets:
+    def __init__(self, settings: Settings, registry: Registry, open_session: OpenSession) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.open_session = open_session
+        self.attempts = AttemptsPerMinute(settings.ip_connects_per_minute)
+        self.user_sockets = SocketsPerUser(settings.max_sockets_per_user)
+        self.draining = False
+
+    async def serve(self, websocket: WebSocket, path_user_id: str | None) -> None:
+        """The whole life of one socket."""
+        await websocket.accept()
+        outbox = Outbox(websocket, self.settings.send_queue_bytes)
+        if self.draining:
+            await _refuse(outbox, None, SERVICE_RESTART)
+            return
+        client_ip = websocket.client.host if websocket.client else "unknown"
+        if not self.attempts.allow(client_ip):
+            metrics.rate_limited.labels("ip").inc()
+            await _refuse(outbox, "connection_limited", RATE_LIMITED)
+            return
+        try:
+            identity = authenticate(websocket.query_params.get("token"), path_user_id, self.settings)
+        except AuthError as exc:
+            await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
+            return
+        if not self.user_sockets.acquire(identity.user_id):
+            metrics.rate_limited.labels("user_sockets").inc()
+            await _refuse(outbox, "connection_limited", RATE_LIMITED)
+            return
+        try:
+            await self._live(self.open_session(identity, client_ip, outbox), websocket)
+        finally:
+            self.user_sockets.release(identity.user_id)
+
+    async def _live(self, session: Session, websocket: WebSocket) -> None:
+        self.registry.add(session)
+        mode = "demo" if session.identity.demo else "live"
+        log.info("socket opened (%s)", mode, extra={**session.log_extra, "marker": logs.CONNECTION})
+        session.send(session.connected("Connected to PAM"))
+        session.watch_expiry()
+        metrics.connections_opened.labels(mode).inc()
+        metrics.connections_open.labels(mode).inc()
+        client_code: int | None = None
+        try:
+            client_code = await self._read_frames(session, websocket)
+        finally:
+            session.stop_watching()
+            self.registry.remove(session)
+            session.outbox.discard()
+            metrics.connections_open.labels(mode).dec()
+            _log_closed(session, session.outbox.close_code or client_code, websocket.query_params)
+
+    async def _read_frames(self, session: Session, websocket: WebSocket) -> int | None:
+        """Handle frames until the client goes; returns the close code it sent."""
+        limit = self.settings.max_message_bytes
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                code: int | None = message.get("code")
+                return code
+            text = message.get("text")
+            if text is None:
+                session.send_error("binary_unsupported")
+                continue
+            if len(text) > limit // 4 and len(text.encode()) > limit:
+                session.send_error("message_too_large", {"limit_bytes": limit})
+                continue
+            try:
+                await session.handle_text(text)
+            except Exception:  # a bug must cost one frame, never the socket
+                log.exception("frame handling failed", extra={**session.log_extra, "marker": logs.ERROR})
+                session.send_error("internal_error")
+
+
+def _log_closed(session: Session, code: int | None, query: Mapping[str, str]) -> None:
+    """The seed's per-connection metrics, in the session's closing line."""
+    metrics.connections_closed.labels(str(code or 1006)).inc()
+    log.info(
+        "socket closed (code %s) after %.1f s: %d messages, %d errors, %s reconnect attempts",
+        code or 1006,
+        time.monotonic() - session.opened,
+        session.messages,
+        session.errors,
+        query.get("reconnect_attempts", "0")[:6],
+        extra={**session.log_extra, "marker": logs.CONNECTION},
+    )
+
+
+async def _refuse(outbox: Outbox, code: str | None, close_code: int) -> None:
+    log.info("socket refused: %s", code or close_code, extra={"marker": logs.ERROR})
+    if code is not None:
+        outbox.put(encoder.encode(error_frame(code)).decode())
+    await outbox.close(close_code)
