@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 
 import httpx
+import nats
+from pam_shared import subjects
+from pam_shared.subjects import Subjects
 from support.client import PamClient
 from support.tokens import token
 
@@ -115,3 +119,15 @@ async def test_several_gateways_and_orchestrators_side_by_side(stack):
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_request_the_worker_cannot_read_is_ended_not_ignored(stack, nats_url, namespace):
+    """A gateway of another version must hear an end at once, not wait out two timeouts."""
+    stack.orchestrator()
+    nc = await nats.connect(nats_url)
+    try:
+        reply = await nc.request(Subjects(namespace).chat_request, b'{"request_from": "the future"}', timeout=5)
+    finally:
+        await nc.close()
+    assert (reply.headers or {}).get(subjects.REPLY_KIND_HEADER) == subjects.REPLY_END
+    assert json.loads(reply.data)["code"] == "internal_error"

@@ -13,8 +13,10 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 from pam_shared import __version__, bus, debugging, delivery, logs, subjects, tracing
+from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
+from pam_shared.protocol import encoder
 from pam_shared.settings import Settings
 
 from pam_orchestrator import metrics
@@ -24,7 +26,7 @@ from pam_orchestrator.history import recent_turns
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
-from pam_orchestrator.replies import Keeper, ReplyStream
+from pam_orchestrator.replies import END, Keeper, ReplyStream
 
 log = logging.getLogger("pam.orchestrator")
 
@@ -76,8 +78,9 @@ class Orchestrator:
         """Start answering and return at once, so this worker keeps taking requests."""
         try:
             chat = chat_request_decoder.decode(request.data)
-        except msgspec.DecodeError:
-            log.error("dropped a malformed chat request", extra={"marker": logs.ERROR})
+        except msgspec.DecodeError as exc:  # a gateway of another version, say: end it, don't go silent
+            log.error("refused a malformed chat request: %s", exc, extra={"marker": logs.ERROR})
+            await request.respond(encoder.encode(error_frame("internal_error")), END)
             return
         log.debug("chat received", extra={"session_id": chat.session_id, "marker": logs.INCOMING})
         assert self.nc is not None  # requests arrive only after start()
