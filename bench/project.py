@@ -16,7 +16,7 @@ from types import TracebackType
 import nats
 from nats.aio.msg import Msg
 from pam_shared.auth import mint_token
-from pam_shared.settings import load_settings
+from pam_shared.settings import load_auth_settings
 from pam_shared.subjects import Subjects
 
 from bench.procs import BIN, Child, free_port, http_ok, wait_ready
@@ -72,7 +72,7 @@ class Project:
         self.orchestrators = [self._orchestrator(f"{tag}-orchestrator-{i + 1}", base) for i in range(orchestrators)]
         self.gateway = self._gateway(f"{tag}-gateway", options, {**base, "PAM_GATEWAY_PORT": str(self.port)})
         self.tracing = TRACEMALLOC in base
-        self._settings = load_settings({"JWT_SECRET": JWT_SECRET})
+        self._settings = load_auth_settings({"JWT_SECRET": JWT_SECRET})
 
     @staticmethod
     def _gateway(name: str, options: ServerOptions, env: dict[str, str]) -> Child:

@@ -67,7 +67,7 @@ import nats
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from pam_shared.auth import mint_token
-from pam_shared.settings import load_settings
+from pam_shared.settings import load_auth_settings
 from pam_shared.subjects import Subjects
 from soak_client import Behaviour, Phases, SoakClient
 from soak_ledger import Journal, account, kept_finals, outstanding, table, to_explain
@@ -136,7 +136,7 @@ def service_env(args: argparse.Namespace, namespace: str, secret: str) -> dict[s
 
 
 def make_clients(args: argparse.Namespace, secret: str, ports: list[int], phases: Phases) -> list[SoakClient]:
-    settings = load_settings({"JWT_SECRET": secret})
+    settings = load_auth_settings({"JWT_SECRET": secret})
     behaviour = Behaviour(
         window=args.window,
         pause=args.pause,

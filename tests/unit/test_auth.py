@@ -3,10 +3,10 @@ import time
 import jwt
 import pytest
 from pam_shared.auth import AuthError, authenticate, mint_token, verify_token
-from pam_shared.settings import load_settings
+from pam_shared.settings import load_auth_settings
 
 SECRET = "unit-test-secret-0123456789abcdef"
-settings = load_settings({"JWT_SECRET": SECRET})
+settings = load_auth_settings({"JWT_SECRET": SECRET})
 
 
 def sign(claims: dict, secret: str = SECRET, algorithm: str = "HS256") -> str:
@@ -50,7 +50,7 @@ def test_a_few_seconds_of_clock_skew_are_forgiven():
 
 def test_demo_token_depends_on_demo_mode():
     assert authenticate("demo-token", "visitor", settings).demo is True
-    no_demo = load_settings({"JWT_SECRET": SECRET, "PAM_DEMO_MODE": "off"})
+    no_demo = load_auth_settings({"JWT_SECRET": SECRET, "PAM_DEMO_MODE": "off"})
     with pytest.raises(AuthError):
         authenticate("demo-token", "visitor", no_demo)
 

@@ -1,19 +1,41 @@
 import pytest
-from pam_shared.settings import ConfigError, load_settings
+from pam_shared.settings import (
+    ConfigError,
+    load_gateway_settings,
+    load_orchestrator_settings,
+    load_persistence_settings,
+)
+
+DATABASE = {"DATABASE_URL": "postgresql://pam@db/pam"}
+
+
+def load_any(env: dict[str, str]) -> None:
+    """Every service's loader: a bad value is refused by whichever service reads it."""
+    load_gateway_settings(env)
+    load_orchestrator_settings(env)
+    load_persistence_settings({**DATABASE, **env})
 
 
 def test_defaults_suit_development():
-    settings = load_settings({})
-    assert settings.environment == "development" and settings.demo_mode is True
+    settings = load_gateway_settings({})
+    assert settings.environment == "development" and settings.auth.demo_mode is True
     assert settings.nats_url == "nats://127.0.0.1:4222" and settings.gateway_port == 8000
     assert settings.subjects.chat_request == "pam.chat.request"
 
 
 def test_production_turns_demo_off_and_requires_a_secret():
     with pytest.raises(ConfigError, match="JWT_SECRET"):
-        load_settings({"ENVIRONMENT": "production"})
-    settings = load_settings({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 32})
-    assert settings.demo_mode is False
+        load_gateway_settings({"ENVIRONMENT": "production"})
+    settings = load_gateway_settings({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 32})
+    assert settings.auth.demo_mode is False
+
+
+def test_a_service_never_requires_a_variable_it_does_not_use():
+    production = {"ENVIRONMENT": "production"}
+    assert load_orchestrator_settings(production).is_production
+    assert load_persistence_settings({**production, **DATABASE}).is_production
+    with pytest.raises(ConfigError, match="^DATABASE_URL"):
+        load_persistence_settings(production)
 
 
 @pytest.mark.parametrize(
@@ -36,22 +58,22 @@ def test_production_turns_demo_off_and_requires_a_secret():
 )
 def test_a_bad_value_names_its_variable(env, variable):
     with pytest.raises(ConfigError) as error:
-        load_settings(env)
+        load_any(env)
     assert str(error.value).startswith(variable)
 
 
 def test_a_database_password_is_never_echoed():
     with pytest.raises(ConfigError) as error:
-        load_settings({"DATABASE_URL": "mysql://user:hunter2@db/x"})
+        load_persistence_settings({"DATABASE_URL": "mysql://user:hunter2@db/x"})
     assert "hunter2" not in str(error.value)
 
 
 def test_supabase_database_url_is_accepted_as_is():
     url = "postgresql://postgres.abc:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
-    assert load_settings({"DATABASE_URL": url}).database_url == url
+    assert load_persistence_settings({"DATABASE_URL": url}).database_url == url
 
 
 def test_no_proxy_is_trusted_unless_named():
-    assert load_settings({}).trusted_proxies == ()
-    named = load_settings({"PAM_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,"}).trusted_proxies
+    assert load_gateway_settings({}).trusted_proxies == ()
+    named = load_gateway_settings({"PAM_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,"}).trusted_proxies
     assert named == ("10.0.0.0/8", "fd00::1")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from pam_shared.settings import Settings
+from pam_shared.settings import AuthSettings
 
 DEMO_TOKEN = "demo-token"
 DEMO_PREFIX = "demo:"
@@ -37,7 +37,7 @@ class Identity:
         return user_id == self.user_id or (self.demo and user_id == self.claimed_id)
 
 
-def verify_token(token: str | None, settings: Settings) -> Identity:
+def verify_token(token: str | None, settings: AuthSettings) -> Identity:
     """Check a Supabase-style HS256 token: signature, ``exp``, ``sub`` and audience."""
     if not token:
         raise AuthError("token_invalid")
@@ -70,7 +70,7 @@ def _audience_ok(audience: object, expected: str) -> bool:
     return isinstance(audience, list) and expected in audience
 
 
-def authenticate(token: str | None, path_user_id: str | None, settings: Settings) -> Identity:
+def authenticate(token: str | None, path_user_id: str | None, settings: AuthSettings) -> Identity:
     """Resolve a socket's identity; the demo token works only while demo mode is on.
 
     The demo token is public, so a demo session gets a fresh identity of its own: the path
@@ -83,7 +83,7 @@ def authenticate(token: str | None, path_user_id: str | None, settings: Settings
     return identity
 
 
-def mint_token(settings: Settings, user_id: str, ttl_seconds: int = 3600, role: str = "authenticated") -> str:
+def mint_token(settings: AuthSettings, user_id: str, ttl_seconds: int = 3600, role: str = "authenticated") -> str:
     """Sign a development token the gateway accepts (used by tests, `make run` and the CLI)."""
     import time
 

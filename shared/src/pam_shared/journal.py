@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from pam_shared import logs
 from pam_shared.events import SUBJECT_KIND, Event, event_encoder
-from pam_shared.settings import Settings
+from pam_shared.settings import JournalSettings, Settings
 from pam_shared.spool import Record, Spool
 from pam_shared.subjects import Subjects
 
@@ -97,11 +97,11 @@ class Journal:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def for_service(cls, nc: Client, settings: Settings, service: str) -> Journal:
+    def for_service(cls, nc: Client, settings: Settings, journal: JournalSettings, service: str) -> Journal:
         """The journal of one process; its spool is shared by every instance of ``service``."""
-        directory = Path(settings.journal_spool_dir) / settings.nats_namespace / service
+        directory = Path(journal.spool_dir) / settings.nats_namespace / service
         spool = Spool(directory, settings.instance_id)
-        return cls(nc, settings.subjects, spool, settings.journal_max_pending)
+        return cls(nc, settings.subjects, spool, journal.max_pending)
 
     async def start(self) -> None:
         await ensure_stream(self.js, self.subjects)

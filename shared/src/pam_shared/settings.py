@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from pam_shared.subjects import Subjects
@@ -25,48 +26,15 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
+    """What every service reads: where NATS is, who this process is, how it logs."""
+
     nats_url: str
     nats_namespace: str
-    database_url: str | None
-    jwt_secret: str
-    jwt_audience: str
-    jwt_leeway_seconds: float
-    openai_api_key: str | None
-    openai_base_url: str | None
-    openai_model: str
-    openai_timeout_seconds: float
-    openai_max_retries: int
-    max_completion_tokens: int
-    answer_deadline_seconds: float
     environment: str
-    demo_mode: bool
-    gateway_host: str
-    gateway_port: int
-    max_message_bytes: int
-    reply_timeout_seconds: float
-    progress_interval_seconds: float
-    chunk_window_ms: float
-    send_queue_bytes: int
-    history_turns: int
-    rate_burst: int
-    rate_per_second: float
-    user_messages_per_minute: int
-    max_sockets_per_user: int
-    ip_connects_per_minute: int
-    trusted_proxies: tuple[str, ...]
-    token_warning_seconds: float
-    shutdown_grace_seconds: float
-    resume_window_seconds: float
-    metrics_port: int
-    metrics_host: str
-    persist_batch_size: int
-    persist_flush_ms: float
-    conversation_idle_minutes: float
-    db_pool_size: int
-    journal_max_pending: int
-    journal_spool_dir: str
     instance_id: str
     log_level: str
+    metrics_port: int
+    metrics_host: str
 
     @property
     def is_production(self) -> bool:
@@ -77,34 +45,97 @@ class Settings:
         return Subjects(self.nats_namespace)
 
 
+@dataclass(frozen=True)
+class AuthSettings:
+    """How tokens are checked (the gateway) and minted (development tools)."""
+
+    jwt_secret: str
+    jwt_audience: str
+    jwt_leeway_seconds: float
+    demo_mode: bool
+
+
+@dataclass(frozen=True)
+class JournalSettings:
+    """How a publisher of events holds them while JetStream cannot take them."""
+
+    max_pending: int
+    spool_dir: str
+
+
+@dataclass(frozen=True)
+class GatewaySettings(Settings):
+    auth: AuthSettings
+    journal: JournalSettings
+    gateway_host: str
+    gateway_port: int
+    max_message_bytes: int
+    reply_timeout_seconds: float
+    send_queue_bytes: int
+    rate_burst: int
+    rate_per_second: float
+    user_messages_per_minute: int
+    max_sockets_per_user: int
+    ip_connects_per_minute: int
+    trusted_proxies: tuple[str, ...]
+    token_warning_seconds: float
+    shutdown_grace_seconds: float
+    resume_window_seconds: float
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings(Settings):
+    journal: JournalSettings
+    openai_api_key: str | None
+    openai_base_url: str | None
+    openai_model: str
+    openai_timeout_seconds: float
+    openai_max_retries: int
+    max_completion_tokens: int
+    answer_deadline_seconds: float
+    progress_interval_seconds: float
+    chunk_window_ms: float
+    history_turns: int
+    resume_window_seconds: float
+
+
+@dataclass(frozen=True)
+class PersistenceSettings(Settings):
+    database_url: str
+    persist_batch_size: int
+    persist_flush_ms: float
+    conversation_idle_minutes: float
+    db_pool_size: int
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check every setting; raises ConfigError on the first bad one."""
-    env = os.environ if env is None else env
-    read = _Reader(env)
-    environment = read.choice("ENVIRONMENT", ("development", "production"), "development")
-    production = environment == "production"
-    return Settings(
-        nats_url=read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss")),
-        nats_namespace=read.subject_token("PAM_NATS_NAMESPACE", "pam"),
-        database_url=read.optional_url("DATABASE_URL", ("postgres", "postgresql")),
+    """The common settings alone (for tools that only talk to NATS)."""
+    return Settings(**_common(_Reader(os.environ if env is None else env)))
+
+
+def load_auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
+    read = _Reader(os.environ if env is None else env)
+    production = _environment(read) == "production"
+    return AuthSettings(
         jwt_secret=read.secret("JWT_SECRET", None if production else DEV_JWT_SECRET),
         jwt_audience=read.text("PAM_JWT_AUDIENCE", "authenticated"),
         jwt_leeway_seconds=read.number("PAM_JWT_LEEWAY_SECONDS", 5.0, low=0, high=60),
-        openai_api_key=env.get("OPENAI_API_KEY") or None,
-        openai_base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
-        openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
-        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 30.0, low=0.1),
-        openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
-        max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
-        answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
-        environment=environment,
         demo_mode=read.flag("PAM_DEMO_MODE", not production),
+    )
+
+
+def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Read and check the gateway's settings; raises ConfigError on the first bad one."""
+    env = os.environ if env is None else env
+    read = _Reader(env)
+    return GatewaySettings(
+        **_common(read),
+        auth=load_auth_settings(env),
+        journal=_journal(read),
         gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
         reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
-        chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
-        progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
         rate_burst=int(read.number("PAM_RATE_BURST", 20, low=1)),
         rate_per_second=read.number("PAM_RATE_PER_SECOND", 2.0, low=0.01),
@@ -114,19 +145,72 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=read.networks("PAM_TRUSTED_PROXIES"),
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
-        resume_window_seconds=read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1),
-        metrics_port=int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
-        metrics_host=read.text("PAM_METRICS_HOST", "127.0.0.1"),
+        resume_window_seconds=_resume_window(read),
+    )
+
+
+def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> OrchestratorSettings:
+    """Read and check the orchestrator's settings; raises ConfigError on the first bad one."""
+    env = os.environ if env is None else env
+    read = _Reader(env)
+    return OrchestratorSettings(
+        **_common(read),
+        journal=_journal(read),
+        openai_api_key=env.get("OPENAI_API_KEY") or None,
+        openai_base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
+        openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
+        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 30.0, low=0.1),
+        openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
+        max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
+        answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
+        progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
+        chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
+        resume_window_seconds=_resume_window(read),
+    )
+
+
+def load_persistence_settings(env: Mapping[str, str] | None = None) -> PersistenceSettings:
+    """Read and check persistence's settings; raises ConfigError on the first bad one."""
+    read = _Reader(os.environ if env is None else env)
+    database_url = read.optional_url("DATABASE_URL", ("postgres", "postgresql"))
+    if database_url is None:
+        raise ConfigError("DATABASE_URL is required by pam-persistence")
+    return PersistenceSettings(
+        **_common(read),
+        database_url=database_url,
         persist_batch_size=int(read.number("PAM_PERSIST_BATCH_SIZE", 500, low=1, high=10_000)),
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
         conversation_idle_minutes=read.number("PAM_CONVERSATION_IDLE_MINUTES", 30.0, low=0.01),
         db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
-        journal_max_pending=int(read.number("PAM_JOURNAL_MAX_PENDING", 5000, low=1)),
-        journal_spool_dir=read.text("PAM_JOURNAL_SPOOL_DIR", ".pam/spool"),
-        instance_id=read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
-        log_level=read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
     )
+
+
+def _environment(read: _Reader) -> str:
+    return read.choice("ENVIRONMENT", ("development", "production"), "development")
+
+
+def _common(read: _Reader) -> dict[str, Any]:
+    return {
+        "nats_url": read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss")),
+        "nats_namespace": read.subject_token("PAM_NATS_NAMESPACE", "pam"),
+        "environment": _environment(read),
+        "instance_id": read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
+        "log_level": read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+        "metrics_port": int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
+        "metrics_host": read.text("PAM_METRICS_HOST", "127.0.0.1"),
+    }
+
+
+def _journal(read: _Reader) -> JournalSettings:
+    return JournalSettings(
+        max_pending=int(read.number("PAM_JOURNAL_MAX_PENDING", 5000, low=1)),
+        spool_dir=read.text("PAM_JOURNAL_SPOOL_DIR", ".pam/spool"),
+    )
+
+
+def _resume_window(read: _Reader) -> float:
+    return read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1)
 
 
 def _default_instance_id() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from pam_shared.settings import Settings
+from pam_shared.settings import GatewaySettings
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -15,7 +15,7 @@ from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: GatewaySettings) -> Starlette:
     gateway = Gateway(settings)
     health = Health(gateway)
 

@@ -20,7 +20,7 @@ from pam_shared.auth import Identity
 from pam_shared.background import Tasks
 from pam_shared.journal import Journal
 from pam_shared.protocol import SERVICE_RESTART, Connection, now_iso
-from pam_shared.settings import Settings
+from pam_shared.settings import GatewaySettings
 
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.outbox import Outbox
@@ -37,7 +37,7 @@ PROBE_TIMEOUT_SECONDS = 1.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         names = settings.subjects
         self.settings = settings
         self.started = time.time()
@@ -46,7 +46,7 @@ class Gateway:
         self.registry = Registry()
         self.kept = KeptFrames(self.nc.jetstream(), names)
         self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds, self.kept, self.tasks)
-        self.journal = Journal.for_service(self.nc, settings, "gateway")
+        self.journal = Journal.for_service(self.nc, settings, settings.journal, "gateway")
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
         self.pushes = Pushes(self.nc, names, self.registry.inboxes_of)
         self.path = ChatPath(self.quota, self.journal, self.relay)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 
 import uvicorn
-from pam_shared import logs
-from pam_shared.metrics_server import serve_metrics
-from pam_shared.settings import ConfigError, load_settings
+from pam_shared import lifecycle, logs
+from pam_shared.settings import load_gateway_settings
 
 from pam_gateway.app import create_app
 from pam_gateway.gateway import Gateway
@@ -21,21 +19,15 @@ HARD_SIZE_FACTOR = 4
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"pam-gateway: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    logs.setup_logging("gateway", settings.instance_id, settings.log_level, settings.is_production)
+    settings = lifecycle.configure("gateway", load_gateway_settings)
     log.info(
         "starting on http://%s:%d (%s, demo mode %s)",
         settings.gateway_host,
         settings.gateway_port,
         settings.environment,
-        "on" if settings.demo_mode else "off",
+        "on" if settings.auth.demo_mode else "off",
         extra={"marker": logs.CONNECTION},
     )
-    serve_metrics(settings.metrics_port, settings.metrics_host)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

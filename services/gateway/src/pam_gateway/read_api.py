@@ -26,7 +26,7 @@ from pam_shared.queries import (
     messages_reply_decoder,
     query_encoder,
 )
-from pam_shared.settings import Settings
+from pam_shared.settings import GatewaySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -52,7 +52,7 @@ class ApiError(Exception):
         self.code, self.detail = code, detail
 
 
-def routes(nc: Client, settings: Settings) -> list[Route]:
+def routes(nc: Client, settings: GatewaySettings) -> list[Route]:
     api = ReadApi(nc, settings)
     return [
         Route("/api/v1/conversations", _guarded(api.conversations)),
@@ -62,7 +62,7 @@ def routes(nc: Client, settings: Settings) -> list[Route]:
 
 
 class ReadApi:
-    def __init__(self, nc: Client, settings: Settings) -> None:
+    def __init__(self, nc: Client, settings: GatewaySettings) -> None:
         self.nc = nc
         self.settings = settings
         self.names = settings.subjects
@@ -96,7 +96,7 @@ class ReadApi:
     def _identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
-            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings)
+            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings.auth)
         except AuthError as exc:
             raise ApiError(exc.code) from None
 

@@ -29,7 +29,7 @@ from pam_shared.protocol import (
     encoder,
     now_iso,
 )
-from pam_shared.settings import Settings
+from pam_shared.settings import GatewaySettings
 
 from pam_gateway import metrics
 from pam_gateway.inbox import Inbox
@@ -75,7 +75,13 @@ class Session:
     )
 
     def __init__(
-        self, identity: Identity, client_ip: str, outbox: Outbox, inbox: Inbox, path: ChatPath, settings: Settings
+        self,
+        identity: Identity,
+        client_ip: str,
+        outbox: Outbox,
+        inbox: Inbox,
+        path: ChatPath,
+        settings: GatewaySettings,
     ) -> None:
         self.identity = identity
         # Demo identities are fresh per socket, so their chats count against the client's address.
@@ -196,7 +202,7 @@ class Session:
     def _refresh(self, token: str) -> None:
         """Swap in a fresh token for the same user without reconnecting."""
         try:
-            identity = verify_token(token, self.settings)
+            identity = verify_token(token, self.settings.auth)
         except AuthError as exc:
             self.send_error(exc.code)
             return
@@ -219,7 +225,7 @@ class Session:
         warn_in = max(0.0, in_seconds - self.settings.token_warning_seconds)
         self._expiry = (
             loop.call_later(warn_in, self.send_error, "token_expiring", {"expires_at": expires_at}),
-            loop.call_later(in_seconds + self.settings.jwt_leeway_seconds, self._expired),
+            loop.call_later(in_seconds + self.settings.auth.jwt_leeway_seconds, self._expired),
         )
 
     def stop_watching(self) -> None:

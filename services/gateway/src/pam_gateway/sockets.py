@@ -10,7 +10,7 @@ from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, authenticate
 from pam_shared.errors import error_frame
 from pam_shared.protocol import FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTHORIZED, encoder
-from pam_shared.settings import Settings
+from pam_shared.settings import GatewaySettings
 from starlette.websockets import WebSocket
 
 from pam_gateway import metrics
@@ -26,7 +26,7 @@ OpenSession = Callable[[Identity, str, Outbox], Session]
 
 
 class Sockets:
-    def __init__(self, settings: Settings, registry: Registry, open_session: OpenSession) -> None:
+    def __init__(self, settings: GatewaySettings, registry: Registry, open_session: OpenSession) -> None:
         self.settings = settings
         self.registry = registry
         self.open_session = open_session
@@ -47,7 +47,7 @@ class Sockets:
             await _refuse(outbox, "connection_limited", RATE_LIMITED)
             return
         try:
-            identity = authenticate(websocket.query_params.get("token"), path_user_id, self.settings)
+            identity = authenticate(websocket.query_params.get("token"), path_user_id, self.settings.auth)
         except AuthError as exc:
             await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
             return

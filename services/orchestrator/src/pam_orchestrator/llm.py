@@ -13,7 +13,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pam_shared import tracing
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
-from pam_shared.settings import Settings
+from pam_shared.settings import OrchestratorSettings
 
 from pam_orchestrator import prompt, tools
 from pam_orchestrator.engine import Cut, EngineFailure, Piece, Usage
@@ -64,7 +64,7 @@ class _Heard:
 class OpenAIEngine:
     name = "openai"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: OrchestratorSettings) -> None:
         self.model = settings.openai_model
         self.max_tokens = settings.max_completion_tokens
         self.deadline_seconds = settings.answer_deadline_seconds

@@ -17,7 +17,7 @@ from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.protocol import encoder
-from pam_shared.settings import Settings
+from pam_shared.settings import OrchestratorSettings
 
 from pam_orchestrator import metrics
 from pam_orchestrator.answer import answer
@@ -32,7 +32,7 @@ log = logging.getLogger("pam.orchestrator")
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: OrchestratorSettings) -> None:
         self.settings = settings
         self.names = settings.subjects
         self.offline = OfflineEngine()
@@ -48,7 +48,7 @@ class Orchestrator:
 
     async def start(self) -> None:
         self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
-        self.journal = Journal.for_service(self.nc, self.settings, "orchestrator")
+        self.journal = Journal.for_service(self.nc, self.settings, self.settings.journal, "orchestrator")
         await self.journal.start()
         await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, self.settings.resume_window_seconds)
         self.debug_switch = await debugging.listen(self.nc, self.names)

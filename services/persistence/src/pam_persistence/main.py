@@ -12,23 +12,18 @@ and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import sys
 from datetime import timedelta
 
 import asyncpg
-import uvloop
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, logs
+from pam_shared import __version__, bus, debugging, lifecycle, logs
 from pam_shared.background import Tasks
 from pam_shared.journal import ensure_stream
-from pam_shared.metrics_server import serve_metrics
-from pam_shared.settings import ConfigError, Settings, load_settings
+from pam_shared.settings import PersistenceSettings, load_persistence_settings
 
 from pam_persistence import db
 from pam_persistence.queries import Queries
@@ -40,10 +35,9 @@ POOL_CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 class Persistence:
-    def __init__(self, settings: Settings, database_url: str, stop: asyncio.Event) -> None:
+    def __init__(self, settings: PersistenceSettings, stop: asyncio.Event) -> None:
         self.settings = settings
         self.tasks = Tasks(on_death=lambda _: stop.set())  # a dead writer: exit, and be restarted
-        self.database_url = database_url
         self.names = settings.subjects
         self.gap = timedelta(minutes=settings.conversation_idle_minutes)
         self.nc: Client | None = None
@@ -57,7 +51,7 @@ class Persistence:
         self.nc = await bus.connect(settings.nats_url, f"pam-persistence-{settings.instance_id}")
         js = self.nc.jetstream()
         await ensure_stream(js, names)
-        self.pool = await db.open_pool(self.database_url, settings.db_pool_size)
+        self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
         self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
         await self.writer.start(self.tasks)
         queries = Queries(self.pool, self.gap)
@@ -105,33 +99,10 @@ class Persistence:
                 self.pool.terminate()
 
 
-async def run() -> None:
-    settings = load_settings()
-    logs.setup_logging("persistence", settings.instance_id, settings.log_level, settings.is_production)
-    if settings.database_url is None:
-        raise ConfigError("DATABASE_URL is required by pam-persistence")
-    serve_metrics(settings.metrics_port, settings.metrics_host)
+def main() -> None:
+    settings = lifecycle.configure("persistence", load_persistence_settings)
     stop = asyncio.Event()
-    persistence = Persistence(settings, settings.database_url, stop)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    starting = asyncio.create_task(persistence.start())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
-    starting.cancel()  # told to stop while still waiting for NATS or the database
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
-    await stopping
-    log.info("stopping", extra={"marker": logs.CONNECTION})
-    await persistence.drain()
+    persistence = Persistence(settings, stop)
+    lifecycle.run(persistence, stop)
     if not persistence.tasks.healthy:
         raise SystemExit(1)
-
-
-def main() -> None:
-    try:
-        uvloop.run(run())
-    except ConfigError as exc:
-        print(f"pam-persistence: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -10,7 +10,7 @@ import os
 
 from pam_shared.auth import mint_token
 from pam_shared.logs import OK
-from pam_shared.settings import load_settings
+from pam_shared.settings import load_auth_settings
 
 from pam_cli import options
 from pam_cli.console import duration, say
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_auth_settings()
     print(mint_token(settings, args.user, args.ttl, args.role), flush=True)
     secret = "JWT_SECRET" if os.environ.get("JWT_SECRET") else "the development secret (JWT_SECRET is not set)"
     say(OK, f"token for {args.user} (role {args.role}), valid {duration(args.ttl)}, signed with {secret}", err=True)

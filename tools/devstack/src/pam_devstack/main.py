@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from pam_shared.auth import mint_token
-from pam_shared.settings import ConfigError, Settings, load_settings
+from pam_shared.settings import ConfigError, GatewaySettings, load_gateway_settings
 
 from pam_devstack.backing import Backing, StackError, resolve
 from pam_devstack.children import Child
@@ -35,7 +35,7 @@ def data_dir() -> Path:
 
 def main() -> None:
     try:
-        settings = load_settings()
+        settings = load_gateway_settings()
     except ConfigError as exc:
         print(f"pam-stack: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -59,7 +59,7 @@ def main() -> None:
     raise SystemExit(code)
 
 
-async def supervise(backing: Backing, settings: Settings, console: Console) -> int:
+async def supervise(backing: Backing, settings: GatewaySettings, console: Console) -> int:
     """Start the services, wait for Ctrl-C (or a service dying), stop them all."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,7 +146,7 @@ def optional_persistence(env: dict[str, str], console: Console) -> Child | None:
     return Child("persistence", [str(executable)], env, "ready: consuming", console)
 
 
-def gateway_port(settings: Settings, console: Console) -> int:
+def gateway_port(settings: GatewaySettings, console: Console) -> int:
     """The configured port; a free one when that is 0, or when none was configured and 8000 is taken."""
     port = settings.gateway_port
     if port == 0:
@@ -157,11 +157,11 @@ def gateway_port(settings: Settings, console: Console) -> int:
     return port
 
 
-def banner(console: Console, backing: Backing, settings: Settings, port: int) -> None:
+def banner(console: Console, backing: Backing, settings: GatewaySettings, port: int) -> None:
     host = "127.0.0.1" if settings.gateway_host in ("0.0.0.0", "::", "") else settings.gateway_host
     url = f"http://{host}:{port}/"
-    token = mint_token(settings, DEV_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
-    engine = "OpenAI" if settings.openai_api_key else "offline engine (no OPENAI_API_KEY)"
+    token = mint_token(settings.auth, DEV_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+    engine = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "offline engine (no OPENAI_API_KEY)"
     lines = [
         f"PAM is running — answers from the {engine}",
         f"Open        {url}   (demo session)",
