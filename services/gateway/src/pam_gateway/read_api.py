@@ -17,7 +17,7 @@ from nats.errors import Error as NatsError
 from nats.micro.request import ERROR_CODE_HEADER
 from pam_shared.auth import AuthError, Identity, verify_token
 from pam_shared.errors import MESSAGES
-from pam_shared.queries import (
+from pam_shared.read_api import (
     AnalyticsRequest,
     ConversationsRequest,
     MessagesRequest,

@@ -22,7 +22,7 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 2.0
 
-DATA_ERRORS = (
+REFUSED_BY_DATABASE = (
     asyncpg.DataError,  # class 22: a value PostgreSQL refuses (a NUL byte in text, say)
     asyncpg.IntegrityConstraintViolationError,  # class 23
     asyncpg.ProgramLimitExceededError,  # class 54: a key too large for its index

@@ -26,7 +26,7 @@ from pam_shared.journal import ensure_stream
 from pam_shared.settings import PersistenceSettings, load_persistence_settings
 
 from pam_persistence import db
-from pam_persistence.queries import Queries
+from pam_persistence.answers import Answers
 from pam_persistence.writer import Writer
 
 log = logging.getLogger("pam.persistence")
@@ -54,7 +54,7 @@ class Persistence:
         self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
         self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
         await self.writer.start(self.tasks)
-        queries = Queries(self.pool, self.gap)
+        answers = Answers(self.pool, self.gap)
         self.service = await add_service(
             self.nc,
             name=names.persistence_service,
@@ -63,10 +63,10 @@ class Persistence:
             metadata={"instance": settings.instance_id},
         )
         for name, subject, handler in (
-            ("history", names.history, queries.history),
-            ("conversations", names.conversation_list, queries.conversations),
-            ("messages", names.conversation_messages, queries.messages),
-            ("analytics", names.analytics_summary, queries.analytics),
+            ("history", names.history, answers.history),
+            ("conversations", names.conversation_list, answers.conversations),
+            ("messages", names.conversation_messages, answers.messages),
+            ("analytics", names.analytics_summary, answers.analytics),
         ):
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler

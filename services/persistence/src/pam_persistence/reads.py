@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 from pam_shared.internal import HistoryReply, HistoryRequest, Turn
 from pam_shared.protocol import UiAction
-from pam_shared.queries import (
+from pam_shared.read_api import (
     AnalyticsReply,
     AnalyticsRequest,
     Conversation,

@@ -29,7 +29,7 @@ from pam_shared.events import Event, event_decoder
 from pam_shared.subjects import Subjects
 
 from pam_persistence import metrics, store
-from pam_persistence.db import DATA_ERRORS, describe, retry_delays
+from pam_persistence.db import REFUSED_BY_DATABASE, describe, retry_delays
 
 log = logging.getLogger("pam.persistence.writer")
 
@@ -146,7 +146,7 @@ class Writer:
                 if held:
                     log.info("database back: wrote %d held events", len(items), extra={"marker": logs.RECONNECT})
                 return True
-            except DATA_ERRORS as exc:
+            except REFUSED_BY_DATABASE as exc:
                 if len(items) > 1:
                     return await self._store_each(items)
                 if items[0].event is not None:

@@ -18,7 +18,7 @@ import msgspec
 from nats.micro.request import Request
 from pam_shared import logs
 from pam_shared.internal import history_request_decoder
-from pam_shared.queries import (
+from pam_shared.read_api import (
     analytics_request_decoder,
     conversations_request_decoder,
     messages_request_decoder,
@@ -28,12 +28,12 @@ from pam_shared.queries import (
 from pam_persistence import reads
 from pam_persistence.db import describe
 
-log = logging.getLogger("pam.persistence.queries")
+log = logging.getLogger("pam.persistence.answers")
 
-DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+DATABASE_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-class Queries:
+class Answers:
     def __init__(self, pool: asyncpg.Pool, gap: timedelta) -> None:
         self.pool = pool
         self.gap = gap
@@ -62,7 +62,7 @@ async def _answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Ca
     except reads.BadCursor:
         await request.respond_error("400", "bad cursor")
         return
-    except DATABASE_ERRORS as exc:
+    except DATABASE_UNAVAILABLE as exc:
         log.warning("%s unanswered: %s", request.subject, describe(exc), extra={"marker": logs.ERROR})
         await request.respond_error("503", "database unavailable")
         return

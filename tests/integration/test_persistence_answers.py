@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 from nats.micro.request import ERROR_CODE_HEADER
 from pam_shared.internal import HistoryRequest, history_reply_decoder
-from pam_shared.queries import (
+from pam_shared.read_api import (
     AnalyticsRequest,
     ConversationsRequest,
     MessagesRequest,
