@@ -96,3 +96,23 @@ async def _until_expired(nats_url: str, namespace: str, event_id: int) -> None:
             await asyncio.sleep(0.2)
     finally:
         await nc.close()
+
+
+async def test_a_resume_replays_the_answers_to_pending_chats_below_last_event_id(stack, nats_url, namespace):
+    """Answers end out of order: the end of a chat still pending may be older than frames seen."""
+    stack.orchestrator()
+    gateway = stack.gateway()
+    url = f"/ws/u4?token={token('u4')}"
+    async with await connected(gateway.ws_url(url)) as client:
+        answered = (await client.chat("how much was diesel?", "u4", message_id="m1"))[-1]
+    later = await push(
+        nats_url, namespace, "u4", {"type": "ui_actions", "actions": [{"type": "navigate", "target": "/x"}]}
+    )
+    assert later > answered["event_id"]
+
+    async with await connected(gateway.ws_url(url)) as client:
+        await client.send({"type": "resume", "last_event_id": later, "pending": ["m1"]})
+        replayed = await client.recv()
+        await client.send({"type": "ping"})
+        after = await client.recv()
+    assert replayed == answered and after["type"] == "pong"
