@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -9,6 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pam_shared.subjects import Subjects
 
 
@@ -32,5 +34,10 @@ def js(nc: Client) -> JetStreamContext:
 
 
 @pytest.fixture
-def names(namespace: str) -> Subjects:
-    return Subjects(namespace)
+async def names(namespace: str, nc: Client) -> AsyncIterator[Subjects]:
+    """The test's subjects; the streams and buckets made under them are removed afterwards."""
+    subjects = Subjects(namespace)
+    yield subjects
+    for stream in (subjects.events_stream, subjects.frames_stream, f"KV_{subjects.rate_bucket}"):
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_stream(stream)

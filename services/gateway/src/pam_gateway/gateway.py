@@ -55,7 +55,7 @@ class Gateway:
         self._service: Service | None = None
 
     def _open_session(self, identity: Identity, client_ip: str, outbox: Outbox) -> Session:
-        inbox = Inbox(identity.user_id, outbox, self.kept)
+        inbox = Inbox(identity.user_id, outbox.put, self.kept)
         return Session(identity, client_ip, outbox, inbox, self.path, self.settings)
 
     async def start(self) -> None:

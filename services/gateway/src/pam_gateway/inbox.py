@@ -22,19 +22,17 @@ from pam_shared import delivery
 from pam_shared.delivery import with_event_id
 from pam_shared.subjects import Subjects
 
-from pam_gateway.outbox import Outbox
-
 RECENT_EVENT_IDS = 64
 """Event ids remembered per socket: enough to cover one resume's overlap with live frames."""
 
 
 class Inbox:
     # Slots, and containers made only when first needed: thousands of idle sockets add up.
-    __slots__ = ("user_id", "outbox", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
+    __slots__ = ("user_id", "_put", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
 
-    def __init__(self, user_id: str, outbox: Outbox, kept: KeptFrames) -> None:
+    def __init__(self, user_id: str, put: Callable[[str], None], kept: KeptFrames) -> None:
         self.user_id = user_id
-        self.outbox = outbox
+        self._put = put  # the socket's send queue (``Outbox.put``)
         self._kept = kept
         self._asked: set[str] | None = None
         self._resumed = False
@@ -63,7 +61,7 @@ class Inbox:
                 return
             self._recent_ids.append(event_id)
             frame = with_event_id(frame, event_id)
-        self.outbox.put(frame.decode())
+        self._put(frame.decode())
 
     def deliver_copy(self, frame: bytes, event_id: str | None, chat_id: str | None) -> None:
         """A frame from the user's subject: a push, or a lasting frame of some answer."""
