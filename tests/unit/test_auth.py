@@ -19,47 +19,47 @@ def claims(**extra) -> dict:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def code_of(token: str | None) -> str:
+async def code_of(token: str | None) -> str:
     with pytest.raises(AuthError) as error:
-        verify_token(token, settings)
+        await verify_token(token, settings)
     return error.value.code
 
 
-def test_a_good_token_names_the_user_and_expiry():
-    identity = verify_token(sign(claims(role="authenticated")), settings)
+async def test_a_good_token_names_the_user_and_expiry():
+    identity = await verify_token(sign(claims(role="authenticated")), settings)
     assert identity.user_id == "u1" and not identity.demo and identity.role == "authenticated"
     assert identity.expires_at and identity.expires_at > time.time()
 
 
 @pytest.mark.filterwarnings("ignore:The HMAC key")  # the HS512 token is meant to be refused
-def test_refusals_say_why():
-    assert code_of(None) == "token_invalid"
-    assert code_of(sign(claims(exp=int(time.time()) - 30))) == "token_expired"
-    assert code_of(sign(claims(aud="other"))) == "token_invalid"
-    assert code_of(sign(claims(sub=None))) == "token_invalid"
-    assert code_of(sign(claims(exp=None))) == "token_invalid"
-    assert code_of(sign(claims(), secret="x" * 40)) == "token_invalid"
-    assert code_of(sign(claims(nbf=int(time.time()) + 60))) == "token_invalid"
-    assert code_of(sign(claims(), algorithm="HS512")) == "token_invalid"
-    assert code_of(jwt.encode(claims(), None, algorithm="none")) == "token_invalid"
+async def test_refusals_say_why():
+    assert await code_of(None) == "token_invalid"
+    assert await code_of(sign(claims(exp=int(time.time()) - 30))) == "token_expired"
+    assert await code_of(sign(claims(aud="other"))) == "token_invalid"
+    assert await code_of(sign(claims(sub=None))) == "token_invalid"
+    assert await code_of(sign(claims(exp=None))) == "token_invalid"
+    assert await code_of(sign(claims(), secret="x" * 40)) == "token_invalid"
+    assert await code_of(sign(claims(nbf=int(time.time()) + 60))) == "token_invalid"
+    assert await code_of(sign(claims(), algorithm="HS512")) == "token_invalid"
+    assert await code_of(jwt.encode(claims(), None, algorithm="none")) == "token_invalid"
 
 
-def test_a_few_seconds_of_clock_skew_are_forgiven():
-    assert verify_token(sign(claims(exp=int(time.time()) - 2)), settings).user_id == "u1"
+async def test_a_few_seconds_of_clock_skew_are_forgiven():
+    assert (await verify_token(sign(claims(exp=int(time.time()) - 2)), settings)).user_id == "u1"
 
 
-def test_demo_token_depends_on_demo_mode():
-    assert authenticate("demo-token", "visitor", settings).demo is True
+async def test_demo_token_depends_on_demo_mode():
+    assert (await authenticate("demo-token", "visitor", settings)).demo is True
     no_demo = load_auth_settings({"JWT_SECRET": SECRET, "PAM_DEMO_MODE": "off"})
     with pytest.raises(AuthError):
-        authenticate("demo-token", "visitor", no_demo)
+        await authenticate("demo-token", "visitor", no_demo)
 
 
-def test_path_user_must_match_the_token():
+async def test_path_user_must_match_the_token():
     with pytest.raises(AuthError) as error:
-        authenticate(sign(claims()), "u2", settings)
+        await authenticate(sign(claims()), "u2", settings)
     assert error.value.code == "user_mismatch"
 
 
-def test_minted_tokens_verify():
-    assert verify_token(mint_token(settings, "dev-user"), settings).user_id == "dev-user"
+async def test_minted_tokens_verify():
+    assert (await verify_token(mint_token(settings, "dev-user"), settings)).user_id == "dev-user"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
+from jwt import PyJWK
 
+from pam_shared.jwks import SIGNING_ALGORITHMS, JwksKeys, JwksUnavailable
 from pam_shared.settings import AuthSettings
 
 DEMO_TOKEN = "demo-token"
 DEMO_PREFIX = "demo:"
 """Demo identities are ``demo:<random>``; a token whose subject starts so is refused, so a
 demo session is never a real user and no token ever names a demo session."""
+
+_jwks: dict[str, JwksKeys] = {}
+"""Each JWKS address's keys, fetched once per process and kept (see ``JwksKeys``)."""
 
 
 class AuthError(Exception):
@@ -37,17 +43,36 @@ class Identity:
         return user_id == self.user_id or (self.demo and user_id == self.claimed_id)
 
 
-def verify_token(token: str | None, settings: AuthSettings) -> Identity:
-    """Check a Supabase-style HS256 token: signature, ``exp``, ``sub`` and audience."""
+async def verify_token(token: str | None, settings: AuthSettings) -> Identity:
+    """Check a Supabase access token: HS256 with ``JWT_SECRET``, or ES256/RS256 against the
+    project's JWKS when ``SUPABASE_URL`` is set (then ``iss`` and ``aud`` must be Supabase's)."""
     if not token:
         raise AuthError("token_invalid")
     try:
-        claims = jwt.decode(
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise AuthError("token_invalid") from None
+    if header.get("alg") == "HS256":
+        return _identity(_decode(token, settings.jwt_secret, "HS256", settings, issuer=None))
+    if header.get("alg") not in SIGNING_ALGORITHMS or settings.jwks_url is None:
+        raise AuthError("token_invalid")
+    key = await _signing_key(header.get("kid"), settings)
+    if key is None or key.algorithm_name != header["alg"]:
+        raise AuthError("token_invalid")
+    return _identity(_decode(token, key, key.algorithm_name, settings, issuer=settings.jwt_issuer))
+
+
+def _decode(token: str, key: str | PyJWK, algorithm: str, settings: AuthSettings, issuer: str | None) -> dict[str, Any]:
+    """Signature and ``exp`` always; ``iss`` and ``aud`` required when an issuer is given."""
+    required = ["exp", "sub", "iss", "aud"] if issuer else ["exp", "sub"]
+    try:
+        claims: dict[str, Any] = jwt.decode(
             token,
-            settings.jwt_secret,
-            algorithms=["HS256"],
+            key,
+            algorithms=[algorithm],
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["exp", "sub"], "verify_aud": False},
+            issuer=issuer,
+            options={"require": required, "verify_aud": False},
         )
     except jwt.ExpiredSignatureError:
         raise AuthError("token_expired") from None
@@ -55,14 +80,33 @@ def verify_token(token: str | None, settings: AuthSettings) -> Identity:
         raise AuthError("token_invalid") from None
     if not _audience_ok(claims.get("aud"), settings.jwt_audience):
         raise AuthError("token_invalid")
+    return claims
+
+
+def _identity(claims: dict[str, Any]) -> Identity:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject or subject.startswith(DEMO_PREFIX):
         raise AuthError("token_invalid")
     return Identity(user_id=subject, demo=False, role=claims.get("role"), expires_at=claims["exp"])
 
 
+async def _signing_key(kid: object, settings: AuthSettings) -> PyJWK | None:
+    """The JWKS key a token names; the keys of each address are kept once per process."""
+    if not isinstance(kid, str) or not kid or settings.jwks_url is None:
+        return None
+    keys = _jwks.get(settings.jwks_url)
+    if keys is None:
+        keys = _jwks[settings.jwks_url] = JwksKeys(
+            settings.jwks_url, settings.jwks_refresh_seconds, settings.jwks_cache_seconds
+        )
+    try:
+        return await keys.key(kid)
+    except JwksUnavailable:
+        return None
+
+
 def _audience_ok(audience: object, expected: str) -> bool:
-    """Tokens without ``aud`` are accepted; tokens with one must name ours."""
+    """Tokens without ``aud`` are accepted (unless an issuer requires one); tokens with one must name ours."""
     if audience is None:
         return True
     if isinstance(audience, str):
@@ -70,14 +114,14 @@ def _audience_ok(audience: object, expected: str) -> bool:
     return isinstance(audience, list) and expected in audience
 
 
-def authenticate(token: str | None, path_user_id: str | None, settings: AuthSettings) -> Identity:
+async def authenticate(token: str | None, path_user_id: str | None, settings: AuthSettings) -> Identity:
     """Resolve a socket's identity; the demo token works only while demo mode is on.
 
     The demo token is public, so a demo session gets a fresh identity of its own: the path
     id it came with reaches nobody's frames, pushes, quota or history."""
     if token == DEMO_TOKEN and settings.demo_mode:
         return Identity(user_id=DEMO_PREFIX + secrets.token_hex(16), demo=True, claimed_id=path_user_id)
-    identity = verify_token(token, settings)
+    identity = await verify_token(token, settings)
     if path_user_id is not None and path_user_id != identity.user_id:
         raise AuthError("user_mismatch")
     return identity

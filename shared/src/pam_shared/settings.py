@@ -53,6 +53,11 @@ class AuthSettings:
     jwt_audience: str
     jwt_leeway_seconds: float
     demo_mode: bool
+    jwks_url: str | None = None
+    """Where Supabase publishes its signing keys (ES256/RS256 tokens); None: HS256 only."""
+    jwt_issuer: str | None = None
+    jwks_refresh_seconds: float = 30.0
+    jwks_cache_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,27 @@ def load_auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
         jwt_audience=read.text("PAM_JWT_AUDIENCE", "authenticated"),
         jwt_leeway_seconds=read.number("PAM_JWT_LEEWAY_SECONDS", 5.0, low=0, high=60),
         demo_mode=read.flag("PAM_DEMO_MODE", not production),
+        **_jwks(read),
     )
+
+
+def _jwks(read: _Reader) -> dict[str, Any]:
+    """Supabase's signing keys: ``$SUPABASE_URL/auth/v1/.well-known/jwks.json`` unless
+    ``PAM_JWKS_URL`` names another address; its tokens' issuer is ``$SUPABASE_URL/auth/v1``."""
+    supabase_url = read.optional_url("SUPABASE_URL", ("http", "https"))
+    jwks_url = read.optional_url("PAM_JWKS_URL", ("http", "https"))
+    if supabase_url is None:
+        if jwks_url is not None:
+            raise ConfigError("PAM_JWKS_URL needs SUPABASE_URL (its tokens' issuer is $SUPABASE_URL/auth/v1)")
+        return {}
+    issuer = supabase_url.rstrip("/") + "/auth/v1"
+    refresh = read.number("PAM_JWKS_REFRESH_SECONDS", 30.0, low=1, high=3600)
+    return {
+        "jwks_url": jwks_url or issuer + "/.well-known/jwks.json",
+        "jwt_issuer": issuer,
+        "jwks_refresh_seconds": refresh,
+        "jwks_cache_seconds": read.number("PAM_JWKS_CACHE_SECONDS", 600.0, low=refresh, high=86400),
+    }
 
 
 def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettings:

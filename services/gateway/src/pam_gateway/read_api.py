@@ -69,14 +69,14 @@ class ReadApi:
 
     async def conversations(self, request: Request) -> Response:
         """The user's conversations, most recently active first; ``?limit=&cursor=``."""
-        identity = self._identity(request)
+        identity = await self._identity(request)
         query = ConversationsRequest(identity.user_id, _int(request, "limit", 20, 1, 100), _cursor(request))
         reply = await self._ask(self.names.conversation_list, query, conversations_reply_decoder)
         return _json(reply)
 
     async def messages(self, request: Request) -> Response:
         """One of the user's conversations, oldest message first; ``?limit=&cursor=``."""
-        identity = self._identity(request)
+        identity = await self._identity(request)
         conversation_id = request.path_params["conversation_id"]
         limit = _int(request, "limit", 100, 1, 200)
         query = MessagesRequest(identity.user_id, conversation_id, limit, _cursor(request))
@@ -88,15 +88,15 @@ class ReadApi:
 
     async def analytics(self, request: Request) -> Response:
         """Messages per day, intent and error counts, latency percentiles; ``?days=`` (admins only)."""
-        if self._identity(request).role not in ADMIN_ROLES:
+        if (await self._identity(request)).role not in ADMIN_ROLES:
             raise ApiError("forbidden")
         query = AnalyticsRequest(_int(request, "days", 30, 1, 366))
         return _json(await self._ask(self.names.analytics_summary, query, analytics_reply_decoder))
 
-    def _identity(self, request: Request) -> Identity:
+    async def _identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
-            return verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings.auth)
+            return await verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings.auth)
         except AuthError as exc:
             raise ApiError(exc.code) from None
 

@@ -145,7 +145,7 @@ class Session:
         elif type(frame) is Ping:
             self.send(Pong(timestamp=now_iso()))
         elif type(frame) is Auth:
-            self._refresh(frame.token)
+            await self._refresh(frame.token)
         elif type(frame) is Resume:
             await self._resume(frame)
 
@@ -199,10 +199,10 @@ class Session:
     def _resume_gap(self, oldest: int) -> None:
         self.send_error("resume_gap", {"oldest_event_id": oldest})
 
-    def _refresh(self, token: str) -> None:
+    async def _refresh(self, token: str) -> None:
         """Swap in a fresh token for the same user without reconnecting."""
         try:
-            identity = verify_token(token, self.settings.auth)
+            identity = await verify_token(token, self.settings.auth)
         except AuthError as exc:
             self.send_error(exc.code)
             return

@@ -47,7 +47,7 @@ class Sockets:
             await _refuse(outbox, "connection_limited", RATE_LIMITED)
             return
         try:
-            identity = authenticate(websocket.query_params.get("token"), path_user_id, self.settings.auth)
+            identity = await authenticate(websocket.query_params.get("token"), path_user_id, self.settings.auth)
         except AuthError as exc:
             await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
             return
