@@ -14,6 +14,9 @@ starts at its own offset within one answer's length and waits 0-100 ms (random) 
 chats, so 50 conversations make about 65 chats/s without arriving in lockstep.  The first
 3 s are not counted: 50 new model connections and first-use costs make them slow.
 Conversation history is off (``PAM_HISTORY_TURNS=0``): its lookup is persistence's latency.
+An answer counts only once it ends well (``chat_response``; the whole stream read); one
+ending in ``error``, or without its first token, is a failure, as is a stalled
+conversation, and any failure fails the targets.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import openai
 
 from bench import cli, results
 from bench.fake_llm import FakeLLM
-from bench.frames import CHAT, is_chunk, is_final
+from bench.frames import CHAT, is_chunk, is_error, is_final
 from bench.project import Project
 from bench.server_options import resolved
 from bench.stats import summary
@@ -47,43 +50,72 @@ THINK_SECONDS = 0.1
 FIRST = re.compile(r"a=(\d+);t=(\d+)")
 
 
+@dataclass(frozen=True)
+class FirstToken:
+    """When the first token was seen here, reached the test server and left it (monotonic ns)."""
+
+    seen: int
+    arrived: int
+    emitted: int
+
+
+def first_token(text: str) -> FirstToken | None:
+    """The first token's clocks, taken as it arrives; None if ``text`` does not carry it."""
+    seen = time.monotonic_ns()
+    match = FIRST.search(text)
+    return None if match is None else FirstToken(seen, int(match[1]), int(match[2]))
+
+
 @dataclass
 class Samples:
     begin: int
     added: list[float] = field(default_factory=list)
     upstream: list[float] = field(default_factory=list)
     downstream: list[float] = field(default_factory=list)
+    errors: int = 0
+    no_first_token: int = 0
     stalled: int = 0
+    first_error: str | None = None
 
-    def take(self, sent: int, text: str) -> bool:
-        """Record the first token's figures; False if ``text`` does not carry it."""
-        seen = time.monotonic_ns()
-        match = FIRST.search(text)
-        if match is None:
-            return False
-        if sent >= self.begin:
-            arrived, emitted = int(match[1]), int(match[2])
-            self.added.append(((seen - sent) - (emitted - arrived)) / 1e6)
-            self.upstream.append((arrived - sent) / 1e6)
-            self.downstream.append((seen - emitted) / 1e6)
-        return True
+    def answered(self, sent: int, first: FirstToken | None, error: str | None = None) -> None:
+        """An answer has ended: record its first token's figures, or why it failed, if measured."""
+        if sent < self.begin:
+            return
+        if error is not None:
+            self.errors += 1
+            self.first_error = self.first_error or error[:300]
+        elif first is None:
+            self.no_first_token += 1
+        else:
+            self.added.append(((first.seen - sent) - (first.emitted - first.arrived)) / 1e6)
+            self.upstream.append((first.arrived - sent) / 1e6)
+            self.downstream.append((first.seen - first.emitted) / 1e6)
+
+    @property
+    def failed(self) -> int:
+        return self.errors + self.no_first_token + self.stalled
 
     def report(self) -> dict[str, Any]:
         return {
             "added_ms": summary(self.added, 3),
             "request_to_model_ms": summary(self.upstream, 3),
             "token_to_client_ms": summary(self.downstream, 3),
+            "errors": self.errors,
+            "no_first_token": self.no_first_token,
             "stalled_conversations": self.stalled,
+            "failed": self.failed,
+            "first_error": self.first_error,
         }
 
 
 async def _chat(ws: Any, samples: Samples) -> None:
     sent = time.monotonic_ns()
     await ws.send(CHAT)
-    waiting = True
+    token = None
     while not is_final(frame := await ws.recv()):
-        if waiting and is_chunk(frame):
-            waiting = not samples.take(sent, frame)
+        if token is None and is_chunk(frame):
+            token = first_token(frame)
+    samples.answered(sent, token, frame if is_error(frame) else None)
 
 
 async def _pause(first: bool, index: int) -> None:
@@ -115,11 +147,12 @@ async def _direct(client: openai.AsyncOpenAI, index: int, end: float, samples: S
         first = False
         sent = time.monotonic_ns()
         stream = await client.chat.completions.create(model="bench", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-        waiting = True
+        token = None
         async for chunk in stream:
             for choice in chunk.choices:
-                if waiting and choice.delta.content:
-                    waiting = not samples.take(sent, choice.delta.content)
+                if token is None and choice.delta.content:
+                    token = first_token(choice.delta.content)
+        samples.answered(sent, token)
 
 
 def _window(seconds: float) -> tuple[Samples, float]:
@@ -149,12 +182,16 @@ async def direct_load(url: str, seconds: float) -> Samples:
 
 
 def checks(project: dict[str, Any], direct: dict[str, Any]) -> list[dict[str, Any]]:
+    """The quantiles hold only if no answer failed on either side; failures get a row of their own."""
+    clean = project["failed"] == 0 and direct["failed"] == 0
     rows = []
     for quantile, limit in (("p50", 2.0), ("p99", 10.0)):
         ours, theirs = project["added_ms"].get(quantile), direct["added_ms"].get(quantile)
-        met = ours is not None and ours <= limit
+        met = clean and ours is not None and ours <= limit
         versus = results.ratio(ours, theirs)
         rows.append(results.check(f"added ms {quantile}", ours, theirs, f"<= {limit:g} ms", met, versus))
+    failed = project["failed"], direct["failed"]
+    rows.append(results.check("failed answers (errors, no first token, stalled)", *failed, "0", clean))
     return rows
 
 

@@ -8,6 +8,8 @@
 Each scenario is its own process (``python -m bench.<scenario>``) writing
 ``bench/results/<name>.json``; this runner reads their ``checks`` back.  Scenario 4
 (persistence ingest) is ``bench/persistence_ingest.py``, called through its command line.
+The table and every scenario's figures go to ``summary.json`` (full runs of everything; kept
+in git), ``summary-quick.json``, ``summary-partial.json`` (``--only``) or ``server_variants.json``.
 """
 
 from __future__ import annotations
@@ -88,19 +90,22 @@ def fresh_results(scenario: Scenario, since: float) -> dict[str, Any] | None:
 def persistence_checks(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Scenario 4 writes its own shape: drained events/s against a raw COPY of the same rows.
 
-    Its script refuses to write results when a row is lost, so results mean zero lost.
+    Its script refuses to write results when a row is lost, so results mean zero lost.  The
+    steady lag's bound is one batch (``PAM_PERSIST_BATCH_SIZE`` events, a quarter second of the
+    full run's 2,000 events/s): a writer keeping up holds the batch it writes and what arrives
+    meanwhile, well under a batch; a full batch waiting means it fell behind.
     """
     try:
         batch = payload["options"]["batch_size"]
         raw = payload["yardsticks"]["copy (raw, no conflict check)"][f"batch {batch}"]
         drained = payload["backlog"]["written_per_second"]
-        steady = payload["steady"]
+        lag = payload["steady"]["lag_max"]
     except (KeyError, TypeError):
         return [results.check("results in an unknown shape", None, None, ">= 0.5x raw COPY", False)]
     versus = results.ratio(drained, raw)
     return [
         results.check("events/s drained vs raw COPY", drained, raw, ">= 0.5x", (versus or 0) >= 0.5, versus),
-        results.check("steady consumer lag max (events)", steady.get("lag_max"), None, "bounded", True),
+        results.check("steady consumer lag max (events)", lag, None, f"<= {batch} (1 batch)", lag <= batch),
     ]
 
 
@@ -145,6 +150,16 @@ def run_variants(args: argparse.Namespace) -> list[dict[str, Any]]:
     return done
 
 
+def summary_name(args: argparse.Namespace) -> str:
+    """``summary.json`` is only ever the latest full run's (it is committed, so quoted numbers can be
+    checked); quick, partial and server-variant runs write beside it."""
+    if args.servers:
+        return "server_variants"
+    if args.quick:
+        return "summary-quick"
+    return "summary-partial" if args.only else "summary"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -158,10 +173,9 @@ def main() -> None:
         for note in notes:
             print(note, flush=True)
         done = run_variants(args) if args.servers else run_all(args)
-    name = "server_variants" if args.servers else "summary"
     summary = {"quick": args.quick, "load_before": load_before, "load_after": results.load_average()}
     summary |= {"seconds": round(time.time() - started), "servers": notes, "scenarios": done}
-    path = results.write(name, summary)
+    path = results.write(summary_name(args), summary)
     print("\n" + (table.variants(done) if args.servers else table.render(done, summary)))
     print(f"\nresults: {path.relative_to(ROOT)}")
 

@@ -1,8 +1,10 @@
 """Scenario 2, streaming capacity: N conversations at once, each streamed 50 tokens/s for 10 s.
 
 The largest N for which every token reaches its client within 50 ms (p99) of being
-emitted, and none is lost.  Beside it, the rig's own ceiling: the same test server read
-directly by this load generator with the ``openai`` SDK, no gateway or NATS between.
+emitted, none is lost, and every answer ends with its ``chat_response`` (an ``error`` end,
+or none, fails the trial however fast its tokens came).  Beside it, the rig's own
+ceiling: the same test server read directly by this load generator with the ``openai``
+SDK, no gateway or NATS between.
 Target: N >= 500 and N >= 0.5x the rig's ceiling.
 
 Each token's text carries its CLOCK_MONOTONIC emit time (``bench.fake_llm``), so its
@@ -58,6 +60,7 @@ class Trial:
     passed: bool
     lost: int
     unfinished: int
+    errors: int
     delay_ms: dict[str, float]
     server_lag_p99_ms: int
     cpu_share: dict[str, float] = field(default_factory=dict)
@@ -65,11 +68,13 @@ class Trial:
 
 
 class Collector:
-    """Token delays (ns) and the distinct tokens each conversation received."""
+    """Token delays (ns), the distinct tokens each conversation received, and how answers ended."""
 
     def __init__(self) -> None:
         self.delays: list[int] = []
         self.counts: list[int] = []
+        self.finished = 0
+        self.errors = 0
         self.first_error: str | None = None
 
     def take(self, text: str, seen: set[int]) -> None:
@@ -77,6 +82,10 @@ class Collector:
         for match in TOKEN.finditer(text):
             seen.add(int(match[2]))
             self.delays.append(now - int(match[1]))
+
+    def failed(self, why: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or why[:300]
 
 
 async def _over_gateway(ws: Any, start_in: float, collector: Collector) -> None:
@@ -88,7 +97,9 @@ async def _over_gateway(ws: Any, start_in: float, collector: Collector) -> None:
             if is_chunk(frame):
                 collector.take(frame, seen)
         if is_error(frame):
-            collector.first_error = collector.first_error or frame[:300]
+            collector.failed(frame)
+        else:
+            collector.finished += 1
     finally:
         collector.counts.append(len(seen))
 
@@ -102,12 +113,16 @@ async def _direct(client: openai.AsyncOpenAI, start_in: float, collector: Collec
             for choice in chunk.choices:
                 if choice.delta.content:
                     collector.take(choice.delta.content, seen)
+        collector.finished += 1
+    except openai.OpenAIError as exc:
+        collector.failed(repr(exc))
     finally:
         collector.counts.append(len(seen))
 
 
 async def _gather(conversations: list[Any], plan: Plan) -> None:
-    """Run them all, bounded in time; a conversation cut off by the bound counts as unfinished."""
+    """Run them all, bounded in time; a conversation cut off by the bound (or by any other
+    exception) ends neither finished nor failed, so it counts as unfinished."""
     tasks = [asyncio.ensure_future(c) for c in conversations]
     await asyncio.wait(tasks, timeout=STAGGER_SECONDS + plan.seconds + GRACE_SECONDS)
     for task in tasks:
@@ -164,20 +179,22 @@ async def warm_direct(url: str) -> None:
 def judge(n: int, collector: Collector, plan: Plan, llm: FakeLLM, cpu: dict[str, float]) -> Trial:
     delays = summary([d / 1e6 for d in collector.delays])
     lost = n * plan.tokens - sum(collector.counts)
-    unfinished = n - len(collector.counts)
+    unfinished = n - collector.finished - collector.errors
     lag = int(llm.stats()["lag_ms_p99"])
-    passed = lost == 0 and unfinished == 0 and delays.get("p99", 1e9) <= P99_LIMIT_MS and lag <= P99_LIMIT_MS
+    complete = lost == 0 and unfinished == 0 and collector.errors == 0
+    passed = complete and delays.get("p99", 1e9) <= P99_LIMIT_MS and lag <= P99_LIMIT_MS
     elapsed = STAGGER_SECONDS + plan.seconds
     share = {name: round(s / elapsed, 2) for name, s in cpu.items()}
-    return Trial(n, passed, lost, unfinished, delays, lag, share, collector.first_error)
+    return Trial(n, passed, lost, unfinished, collector.errors, delays, lag, share, collector.first_error)
 
 
 def attempt(trial: Callable[[int], Trial], n: int, trials: list[Trial]) -> bool:
     """Run ``n``; a failure is tried once more (other work on the shared machine causes spikes)."""
     for _ in range(2):
-        trials.append(trial(n))
-        print(f"  n={n}: {'pass' if trials[-1].passed else 'FAIL'} {trials[-1].delay_ms}", flush=True)
-        if trials[-1].passed:
+        trials.append(last := trial(n))
+        failures = f" lost {last.lost}, unfinished {last.unfinished}, errors {last.errors}"
+        print(f"  n={n}: {'pass' if last.passed else 'FAIL'} {last.delay_ms}{failures}", flush=True)
+        if last.passed:
             return True
     return False
 

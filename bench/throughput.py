@@ -8,6 +8,10 @@ A "message" is one chat answered: sent, then read until its final frame
 (``chat_response``; the yardstick's single reply).  Sockets are authenticated with
 JWTs (not demo), so the gateway journals every chat as it would in production.
 
+An answer ending in an ``error`` frame is a failure, not a message (a fast error would
+raise messages/s), and so is a client left waiting: a round with any failure does not
+count, and the table reports them.
+
 The offline engine streams its answer word by word (28 frames here), so the results
 also carry ``yardstick.streamed``: the same bare relay answering with 28 frames, the
 floor for an answer streamed that way (not a target, the evidence for coalescing).
@@ -78,12 +82,14 @@ async def _client(ws: Any, final: Callable[[str], bool], begin: float, end: floa
             tally.stalled += 1
             return
         done = time.monotonic()
-        if sent >= begin and done <= end:
+        if sent < begin or done > end:
+            continue
+        if is_error(frame):
+            tally.errors += 1
+            tally.first_error = tally.first_error or frame[:300]
+        else:
             tally.latencies.append((done - sent) * 1000)
             tally.frames += frames
-            if is_error(frame):
-                tally.errors += 1
-                tally.first_error = tally.first_error or frame[:300]
 
 
 async def measure(
@@ -114,6 +120,7 @@ def _report(tally: Tally, window: Window, cpu: dict[str, float]) -> dict[str, An
         "frames_per_message": round(tally.frames / done, 1) if done else None,
         "errors": tally.errors,
         "stalled_clients": tally.stalled,
+        "clean": tally.errors == 0 and tally.stalled == 0,
         "first_error": tally.first_error,
         "cpu_seconds": cpu,
         "cpu_us_per_message": {name: round(1e6 * s / (rate * window.seconds)) for name, s in cpu.items()}
@@ -129,9 +136,15 @@ def _round(urls: list[str], greeted: bool, final: Callable[[str], bool], window:
 
 
 def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median rate, and every round's rate beside it (the machine is shared)."""
-    chosen = sorted(rounds, key=lambda r: r["messages_per_s"])[len(rounds) // 2]
-    return {**chosen, "rounds_messages_per_s": [r["messages_per_s"] for r in rounds]}
+    """The clean round with the median rate, every round's rate and failures beside it (the machine
+    is shared).  Rounds with failed answers do not count; with no clean round the result is not clean."""
+    counted = [r for r in rounds if r["clean"]] or rounds
+    chosen = sorted(counted, key=lambda r: r["messages_per_s"])[len(counted) // 2]
+    return {
+        **chosen,
+        "rounds_messages_per_s": [r["messages_per_s"] for r in rounds],
+        "rounds_failed": [r["errors"] + r["stalled_clients"] for r in rounds],
+    }
 
 
 def measure_both(options: ServerOptions, window: Window, rounds: int, args: Any) -> tuple[dict, dict]:
@@ -157,20 +170,29 @@ def measure_both(options: ServerOptions, window: Window, rounds: int, args: Any)
 
 
 def checks(project: dict[str, Any], yardstick: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rate and p99 hold only when both sides' counted rounds are clean; failures get a row of their own."""
+    clean = project["clean"] and yardstick["clean"]
     rate = results.ratio(project["messages_per_s"], yardstick["messages_per_s"])
     p99 = results.ratio(project["latency_ms"].get("p99"), yardstick["latency_ms"].get("p99"))
+    failed = sum(project["rounds_failed"]), sum(yardstick["rounds_failed"])
     return [
         results.check(
-            "messages/s", project["messages_per_s"], yardstick["messages_per_s"], ">= 0.7x", (rate or 0) >= 0.7, rate
+            "messages/s",
+            project["messages_per_s"],
+            yardstick["messages_per_s"],
+            ">= 0.7x",
+            clean and (rate or 0) >= 0.7,
+            rate,
         ),
         results.check(
             "p99 ms",
             project["latency_ms"].get("p99"),
             yardstick["latency_ms"].get("p99"),
             "<= 2x",
-            p99 is not None and p99 <= 2,
+            clean and p99 is not None and p99 <= 2,
             p99,
         ),
+        results.check("failed answers (error frames, stalled clients)", *failed, "0", failed == (0, 0)),
     ]
 
 
