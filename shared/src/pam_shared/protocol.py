@@ -14,6 +14,7 @@ import msgspec
 
 Label = Annotated[str, msgspec.Meta(max_length=64)]
 Timestamp = Annotated[str, msgspec.Meta(max_length=40)]
+Place = Annotated[str, msgspec.Meta(max_length=100)]
 
 
 class SessionData(msgspec.Struct):
@@ -28,12 +29,49 @@ class SessionData(msgspec.Struct):
     session_start: Timestamp | None = None
 
 
-class ChatContext(msgspec.Struct):
-    """Where the user is and what they have been doing, sent with every chat."""
+class UserLocation(msgspec.Struct):
+    """Where the device is, as the WHEELS WINS frontend sends it (``lat``/``lng``, or
+    ``latitude``/``longitude``); other fields it sends (accuracy, source ...) are ignored."""
 
-    region: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    lat: float | None = None
+    lng: float | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    city: Place | None = None
+    region: Place | None = None
+    country: Place | None = None
+    timezone: Label | None = None
+
+    @property
+    def coordinates(self) -> tuple[float, float] | None:
+        lat = self.lat if self.lat is not None else self.latitude
+        lng = self.lng if self.lng is not None else self.longitude
+        return None if lat is None or lng is None else (lat, lng)
+
+
+class ChatContext(msgspec.Struct):
+    """Where the user is and what they have been doing, sent with every chat.
+
+    ``timezone`` is an IANA name (``Australia/Brisbane``); ``input_mode`` is ``text`` or
+    ``voice``. A ``user_location.region`` fills ``region`` when that is empty. Fields not
+    listed here (``user_id``, ``environment``, ``timestamp`` ...) are accepted and ignored."""
+
+    region: Place = ""
     current_page: Annotated[str, msgspec.Meta(max_length=500)] = ""
     session_data: SessionData = msgspec.field(default_factory=SessionData)
+    user_location: UserLocation | None = None
+    timezone: Label | None = None
+    current_date: Place | None = None
+    input_mode: Label | None = None
+
+    def __post_init__(self) -> None:
+        if not self.region and self.user_location is not None and self.user_location.region:
+            self.region = self.user_location.region
+
+    @property
+    def zone(self) -> str | None:
+        """The user's time zone: the context's, else the location's."""
+        return self.timezone or (self.user_location.timezone if self.user_location else None)
 
 
 # --- client -> server ---------------------------------------------------------

@@ -34,8 +34,11 @@ Generated from `shared/src/pam_shared/protocol.py` by `make docs`; do not edit b
 - `ws://HOST/ws/{user_id}?token=JWT`: the seed's URL; the token's `sub` must equal `user_id`.
 - `ws://HOST/api/v1/pam/ws?token=JWT`: the user is taken from the token.
 
-The token is an HS256 JWT signed with `JWT_SECRET` (Supabase access tokens work as they are):
-`sub` is the user id, `exp` is required, `aud` if present must be `authenticated`. While demo
+The token is a Supabase access token: `sub` is the user id, `exp` is required, `aud` if present
+must be `authenticated`. HS256 tokens are checked with `JWT_SECRET` (the project's JWT secret).
+When `SUPABASE_URL` is set, ES256 and RS256 tokens (Supabase's signing keys) are checked against
+the project's JWKS, `$SUPABASE_URL/auth/v1/.well-known/jwks.json`, with the token's `kid`
+naming the key; they must carry `aud` and `iss` = `$SUPABASE_URL/auth/v1`. While demo
 mode is on, the token `demo-token` opens a demo session answered by the offline engine.
 The demo token is public, so a demo session is nobody: it gets an identity of its own,
 `demo:<random>` (its `connection` frame's `user_id`), whatever path id it came with. It sees no
@@ -108,7 +111,7 @@ def render() -> str:
     parts.append("## Server → client frames\n")
     parts += [_frame(components[t.__name__]) for t in ServerFrame.__args__]
     parts.append("## Nested types\n")
-    parts += [_frame(components[name]) for name in ("ChatContext", "SessionData", "UiAction")]
+    parts += [_frame(components[name]) for name in ("ChatContext", "UserLocation", "SessionData", "UiAction")]
     parts.append(_table("Error codes", ("code", "message"), [(f"`{c}`", m) for c, m in MESSAGES.items()]))
     parts.append(_table("Close codes", ("code", "meaning"), [(f"`{c}`", m) for c, m in CLOSE_CODES]))
     return "\n".join(parts)

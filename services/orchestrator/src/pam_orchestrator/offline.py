@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
 
+from pam_orchestrator import whereabouts
 from pam_orchestrator.engine import Piece
 
 _AMOUNT = re.compile(r"(?<![\w.])[$€£]?\s?(\d{1,7}(?:[.,]\d{1,2})?)(?![\w])")
@@ -26,7 +27,7 @@ ANSWERS = {
     "conditions and fuel stops before you set off.",
     "campground": "🏕️ I'd normally find campgrounds{where}; in {mode} mode try the campgrounds page.",
     "fuel": "⛽ I'd normally compare fuel prices{where}; in {mode} mode I can't see live prices.",
-    "weather": "🌦️ I'd normally check the forecast{where}; in {mode} mode I have no live weather.",
+    "weather": "🌦️ I'd normally check the forecast{where}{when}; in {mode} mode I have no live weather.",
     "maintenance": "🔧 I'd normally track your vehicle maintenance; in {mode} mode I can remind you "
     "to check tyres, oil and brakes before a long drive.",
     "social": "👋 I'd normally connect you with other travellers{where}; in {mode} mode the social "
@@ -51,16 +52,27 @@ class OfflineEngine:
     async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
         mode = "demo" if request.demo else self.mode
         amount = find_amount(request.message) if intent == "expense" else None
-        region = request.context.region
+        where = whereabouts.place(request.context)
+        moment = whereabouts.local_time(request.context, request.received_at)
         text = ANSWERS[intent].format(
             mode=mode,
             amount=f" of {amount:g}" if amount is not None else "",
-            where=f" in {region}" if region else "",
+            where=f" in {where}" if where else "",
+            when=f" for {moment:%A} {moment.day} {moment:%B}" if moment else "",
         )
         for word in _words(text):
             yield word
         if intent == "expense":
-            yield [UiAction(type="create", target="expense", data={"amount": amount, "description": request.message})]
+            yield [UiAction(type="create", target="expense", data=_expense(request, amount))]
+
+
+def _expense(request: ChatRequest, amount: float | None) -> dict[str, object]:
+    """The expense to prepare; dated with the user's own day when we know it (not the server's)."""
+    data: dict[str, object] = {"amount": amount, "description": request.message}
+    date = whereabouts.local_date(request.context, request.received_at)
+    if date:
+        data["date"] = date
+    return data
 
 
 def _words(text: str) -> list[str]:

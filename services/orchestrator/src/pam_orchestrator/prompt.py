@@ -6,6 +6,8 @@ from collections import Counter
 
 from pam_shared.internal import ChatRequest
 
+from pam_orchestrator import whereabouts
+
 PERSONA = (
     "You are PAM, the travel-and-money assistant of the WHEELS WINS platform for people who live "
     "and travel on the road. Be brief, practical and friendly. Use the tools when the user wants "
@@ -16,9 +18,7 @@ PERSONA = (
 def system_prompt(request: ChatRequest, intent: str) -> str:
     """The persona plus what we know about where the user is and what they care about."""
     context = request.context
-    lines = [PERSONA]
-    if context.region:
-        lines.append(f"The user is in {context.region}: use its currency, units and local knowledge.")
+    lines = [PERSONA, *_whereabouts(request)]
     if context.current_page:
         lines.append(f"They are looking at the {context.current_page} page of the app.")
     lines.append(f"This message looks like a {intent} question.")
@@ -29,6 +29,25 @@ def system_prompt(request: ChatRequest, intent: str) -> str:
         top = Counter(session.intent_counts).most_common(3)
         lines.append("They ask most about: " + ", ".join(f"{k} ({v})" for k, v in top) + ".")
     return "\n".join(lines)
+
+
+def _whereabouts(request: ChatRequest) -> list[str]:
+    """Where the user is, their local time and how they talk to us, as far as the client said."""
+    context, lines = request.context, []
+    where, point = whereabouts.place(context), whereabouts.coordinates(context)
+    if where:
+        at = f" ({point})" if point else ""
+        lines.append(f"The user is in {where}{at}: use its currency, units and local knowledge.")
+    elif point:
+        lines.append(f"The user is at coordinates {point}: use the local currency, units and knowledge.")
+    moment = whereabouts.local_time(context, request.received_at)
+    if moment is not None:
+        lines.append(f"Their local time is {moment:%A} {moment.day} {moment:%B %Y, %H:%M} ({context.zone}).")
+    elif context.current_date:
+        lines.append(f"Their device gives today's date as {context.current_date}.")
+    if context.input_mode == "voice":
+        lines.append("They are speaking, not typing: answer in short sentences that sound right read aloud.")
+    return lines
 
 
 def messages(request: ChatRequest, intent: str, history: list[dict[str, str]]) -> list[dict[str, str]]:
