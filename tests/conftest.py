@@ -120,7 +120,7 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
 
 async def _delete_streams(nats_url: str, *streams: str) -> None:
     """Streams and buckets outlive processes; each test removes the ones its namespace made."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url.split(","))
     try:
         for stream in streams:
             with contextlib.suppress(nats.js.errors.NotFoundError):

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pam_shared import journal as journal_module
@@ -105,6 +106,9 @@ class FlakyJetStream:
 
     async def add_stream(self, config: object) -> None:
         pass
+
+    async def stream_info(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(cluster=None)  # a single server
 
     async def publish(self, subject: str, data: bytes, timeout: float, headers: dict[str, str]) -> None:
         if not self.up.is_set():

@@ -41,7 +41,8 @@ def is_mine(instance: str) -> bool:
 async def service_ok(kind: str) -> bool:
     settings = load_settings()
     name = getattr(settings.subjects, f"{kind}_service")
-    nc = await nats.connect(settings.nats_url, connect_timeout=TIMEOUT_SECONDS, max_reconnect_attempts=0)
+    options = bus.connect_options(settings.nats)
+    nc = await nats.connect(**options, connect_timeout=TIMEOUT_SECONDS, max_reconnect_attempts=0)
     try:
         replies = await bus.gather_replies(nc, f"$SRV.INFO.{name}", DISCOVERY_WINDOW_SECONDS)
     finally:

@@ -16,26 +16,27 @@ import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
+from pam_shared import jetstream
 from pam_shared.protocol import ANSWER_END_TYPES
 from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER, Subjects
 
 log = logging.getLogger("pam.delivery")
 
 
-async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_seconds: float) -> None:
-    config = StreamConfig(name=names.frames_stream, subjects=[names.frames_wildcard], max_age=window_seconds)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+async def ensure_frames_stream(js: JetStreamContext, names: Subjects, window_seconds: float, replicas: int = 1) -> None:
+    config = StreamConfig(
+        name=names.frames_stream, subjects=[names.frames_wildcard], max_age=window_seconds, num_replicas=replicas
+    )
+    await jetstream.ensure_stream(js, config)
 
 
 async def store(js: JetStreamContext, names: Subjects, user_id: str, frame: bytes, chat_id: str | None = None) -> int:
-    """Keep ``frame`` for the resume window (tagged with the chat it answers); returns its event id."""
+    """Keep ``frame`` for the resume window (tagged with the chat it answers), riding through a
+    leader change of the frames stream; returns its event id."""
     headers = {CHAT_ID_HEADER: chat_id} if chat_id else None
-    ack = await js.publish(names.frames(user_id), frame, headers=headers)
+    ack = await jetstream.publish(js, names.frames(user_id), frame, headers)
     return ack.seq
 
 

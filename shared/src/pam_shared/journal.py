@@ -23,10 +23,9 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import BadRequestError
 from prometheus_client import Counter, Gauge
 
-from pam_shared import logs
+from pam_shared import jetstream, logs
 from pam_shared.events import SUBJECT_KIND, Event, event_encoder
 from pam_shared.settings import JournalSettings, Settings
 from pam_shared.spool import Record, Spool
@@ -49,20 +48,16 @@ spooled_events = Gauge("pam_journal_spooled_events", "Events spooled to local di
 journal_errors = Counter("pam_journal_errors_total", "Unexpected errors of the journal's tasks (they carry on)")
 
 
-async def ensure_stream(js: JetStreamContext, subjects: Subjects) -> None:
-    """Create the events stream if it is missing (every publisher calls this at start);
-    an existing stream keeps its replicas."""
+async def ensure_stream(js: JetStreamContext, subjects: Subjects, replicas: int = 1) -> None:
+    """Create the events stream, or bring it to this configuration (every publisher calls this at start)."""
     config = StreamConfig(
         name=subjects.events_stream,
         subjects=[subjects.events_wildcard],
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         max_age=MAX_AGE_SECONDS,
+        num_replicas=replicas,
     )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        config.num_replicas = (await js.stream_info(subjects.events_stream)).config.num_replicas
-        await js.update_stream(config)
+    await jetstream.ensure_stream(js, config)
 
 
 class Backoff:
@@ -103,8 +98,8 @@ class Journal:
         spool = Spool(directory, settings.instance_id)
         return cls(nc, settings.subjects, spool, journal.max_pending)
 
-    async def start(self) -> None:
-        await ensure_stream(self.js, self.subjects)
+    async def start(self, replicas: int = 1) -> None:
+        await ensure_stream(self.js, self.subjects, replicas)
         if left := await asyncio.to_thread(self.spool.claim_leftovers):
             log.info("replaying %d events spooled by an earlier run", left, extra={"marker": logs.RECONNECT})
             self._behind = True

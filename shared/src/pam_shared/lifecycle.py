@@ -1,8 +1,9 @@
 """How every service starts and stops: settings, logs and metrics, then run until signalled.
 
-A bad setting is one line on stderr and exit status 2.  SIGTERM or SIGINT, or the service
-itself setting its ``stop`` event, drains it; a signal during start-up (still waiting for
-NATS or the database, say) abandons the start instead of waiting for it.
+A bad setting is one line on stderr (in the log when only NATS can tell) and exit status 2.
+SIGTERM or SIGINT, or the service itself setting its ``stop`` event, drains it; a signal
+during start-up (still waiting for NATS or the database, say) abandons the start instead
+of waiting for it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def configure(service: str, load: Callable[[], S]) -> S:
 
 def run(service: Service, stop: asyncio.Event | None = None) -> None:
     """Start ``service`` on uvloop and drain it when told to stop."""
-    uvloop.run(_run(service, stop or asyncio.Event()))
+    try:
+        uvloop.run(_run(service, stop or asyncio.Event()))
+    except ConfigError as exc:  # one found only once connected: PAM_JETSTREAM_REPLICAS against the cluster
+        log.error("configuration error: %s", exc, extra={"marker": logs.ERROR})
+        raise SystemExit(2) from None
 
 
 async def _run(service: Service, stop: asyncio.Event) -> None:

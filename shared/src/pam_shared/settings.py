@@ -11,7 +11,7 @@ import re
 import socket
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,16 +25,40 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class NatsSettings:
+    """Where NATS is, how to sign in to it, and how many copies JetStream keeps of our data."""
+
+    url: str
+    creds_file: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    replicas: int | None = None
+    """None: decided from the cluster's size (``pam_shared.jetstream``)."""
+
+    @property
+    def servers(self) -> list[str]:
+        return [part.strip() for part in self.url.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
 class Settings:
     """What every service reads: where NATS is, who this process is, how it logs."""
 
-    nats_url: str
+    nats: NatsSettings
     nats_namespace: str
     environment: str
     instance_id: str
     log_level: str
     metrics_port: int
     metrics_host: str
+
+    @property
+    def nats_url(self) -> str:
+        return self.nats.url
 
     @property
     def is_production(self) -> bool:
@@ -217,7 +241,7 @@ def _environment(read: _Reader) -> str:
 
 def _common(read: _Reader) -> dict[str, Any]:
     return {
-        "nats_url": read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss")),
+        "nats": _nats(read),
         "nats_namespace": read.subject_token("PAM_NATS_NAMESPACE", "pam"),
         "environment": _environment(read),
         "instance_id": read.subject_token("PAM_INSTANCE_ID", _default_instance_id()),
@@ -225,6 +249,46 @@ def _common(read: _Reader) -> dict[str, Any]:
         "metrics_port": int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
         "metrics_host": read.text("PAM_METRICS_HOST", "127.0.0.1"),
     }
+
+
+def _nats(read: _Reader) -> NatsSettings:
+    url = read.url("NATS_URL", "nats://127.0.0.1:4222", ("nats", "tls", "nats+tls", "ws", "wss"))
+    if len({urlparse(part.strip()).scheme.startswith("ws") for part in url.split(",")}) > 1:
+        raise ConfigError("NATS_URL may not mix WebSocket (ws://, wss://) and NATS (nats://, tls://) servers")
+    cert_file, key_file = read.file("NATS_CERT_FILE"), read.file("NATS_KEY_FILE")
+    if bool(cert_file) != bool(key_file):
+        raise ConfigError("NATS_CERT_FILE and NATS_KEY_FILE go together: a client certificate and its key")
+    return NatsSettings(
+        url=url,
+        **_nats_sign_in(read),
+        ca_file=read.file("NATS_CA_FILE"),
+        cert_file=cert_file,
+        key_file=key_file,
+        replicas=_replicas(read),
+    )
+
+
+def _nats_sign_in(read: _Reader) -> dict[str, str | None]:
+    """One way to sign in to NATS at most: a creds file, a user and password, or a token."""
+    given = {
+        "creds_file": read.file("NATS_CREDS"),
+        "user": read.env.get("NATS_USER") or None,
+        "password": read.env.get("NATS_PASSWORD") or None,
+        "token": read.env.get("NATS_TOKEN") or None,
+    }
+    if bool(given["user"]) != bool(given["password"]):
+        raise ConfigError("NATS_USER and NATS_PASSWORD go together; set both or neither")
+    variables = {"NATS_CREDS": "creds_file", "NATS_USER": "user", "NATS_TOKEN": "token"}
+    ways = [name for name, key in variables.items() if given[key]]
+    if len(ways) > 1:
+        raise ConfigError(f"{ways[0]} and {ways[1]} are two ways to sign in to NATS; set only one")
+    return given
+
+
+def _replicas(read: _Reader) -> int | None:
+    if not read.env.get("PAM_JETSTREAM_REPLICAS", "").strip():
+        return None
+    return int(read.number("PAM_JETSTREAM_REPLICAS", 1, low=1, high=5))
 
 
 def _journal(read: _Reader) -> JournalSettings:
@@ -297,6 +361,13 @@ class _Reader:
             except ValueError:
                 raise ConfigError(f"{name} must list IP addresses or networks, got {part!r}") from None
         return found
+
+    def file(self, name: str) -> str | None:
+        """A path that must name a readable file, or None when unset."""
+        path = self.env.get(name, "").strip()
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"{name} names no readable file: {path}")
+        return path or None
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.optional_url(name, schemes)

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, delivery, discovery, logs
+from pam_shared import __version__, bus, debugging, delivery, discovery, jetstream, logs
 from pam_shared.auth import Identity
 from pam_shared.background import Tasks
 from pam_shared.journal import Journal
@@ -60,10 +60,13 @@ class Gateway:
 
     async def start(self) -> None:
         settings, names = self.settings, self.settings.subjects
-        await bus.connect(settings.nats_url, f"pam-gateway-{settings.instance_id}", self.nc)
-        await delivery.ensure_frames_stream(self.nc.jetstream(), names, settings.resume_window_seconds)
-        for part in (self.relay, self.journal, self.quota, self.pushes):
-            await part.start()
+        await bus.connect(settings.nats, f"pam-gateway-{settings.instance_id}", self.nc)
+        replicas = await jetstream.replicas(self.nc, names, settings.nats.replicas)
+        await delivery.ensure_frames_stream(self.nc.jetstream(), names, settings.resume_window_seconds, replicas)
+        await self.relay.start()
+        await self.journal.start(replicas)
+        await self.quota.start(replicas)
+        await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)
         self._service = await add_service(
             self.nc, name=names.gateway_service, version=__version__, metadata={"instance": settings.instance_id}

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from pam_shared import jetstream
 from pam_shared.subjects import user_token
 
 log = logging.getLogger("pam.gateway.quota")
@@ -36,9 +37,9 @@ class UserQuota:
         self._window = 0
         self._leases: dict[str, int] = {}
 
-    async def start(self) -> None:
-        config = KeyValueConfig(bucket=self.bucket, ttl=WINDOW_SECONDS * 2, history=1)
-        self._kv = await self.js.create_key_value(config)
+    async def start(self, replicas: int = 1) -> None:
+        config = KeyValueConfig(bucket=self.bucket, ttl=WINDOW_SECONDS * 2, history=1, replicas=replicas)
+        self._kv = await jetstream.ensure_bucket(self.js, config)
 
     async def stop(self) -> None:
         self._leases.clear()

@@ -15,6 +15,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.micro.request import ERROR_CODE_HEADER
+from pam_shared import bus
 from pam_shared.auth import AuthError, Identity, verify_token
 from pam_shared.errors import MESSAGES
 from pam_shared.read_api import (
@@ -103,7 +104,7 @@ class ReadApi:
     async def _ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
         """Persistence's answer to ``query``; 503 when no instance answers in time."""
         try:
-            reply = await self.nc.request(subject, query_encoder.encode(query), timeout=REQUEST_TIMEOUT_SECONDS)
+            reply = await bus.request(self.nc, subject, query_encoder.encode(query), REQUEST_TIMEOUT_SECONDS)
         except NatsError:  # no responders, timeout, reconnecting
             raise ApiError("persistence_unavailable") from None
         status = (reply.headers or {}).get(ERROR_CODE_HEADER)

@@ -8,6 +8,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from pam_shared import bus
 from pam_shared.internal import ChatRequest, HistoryRequest, Turn, history_reply_decoder, history_request_encoder
 from pam_shared.subjects import Subjects
 
@@ -23,7 +24,7 @@ async def recent_turns(nc: Client, names: Subjects, chat: ChatRequest, limit: in
         return []
     request = HistoryRequest(user_id=chat.user_id, session_id=chat.session_id, before=chat.received_at, limit=limit)
     try:
-        reply = await nc.request(names.history, history_request_encoder.encode(request), HISTORY_TIMEOUT_SECONDS)
+        reply = await bus.request(nc, names.history, history_request_encoder.encode(request), HISTORY_TIMEOUT_SECONDS)
         return history_reply_decoder.decode(reply.data).turns
     except (NoRespondersError, NatsTimeout, msgspec.DecodeError) as exc:
         log.debug("answering without history: %s", type(exc).__name__)

@@ -12,7 +12,7 @@ from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, delivery, logs, subjects, tracing
+from pam_shared import __version__, bus, debugging, delivery, jetstream, logs, subjects, tracing
 from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
@@ -47,10 +47,12 @@ class Orchestrator:
         return self.offline if request.demo or self.llm is None else self.llm
 
     async def start(self) -> None:
-        self.nc = await bus.connect(self.settings.nats_url, f"pam-orchestrator-{self.settings.instance_id}")
+        self.nc = await bus.connect(self.settings.nats, f"pam-orchestrator-{self.settings.instance_id}")
+        replicas = await jetstream.replicas(self.nc, self.names, self.settings.nats.replicas)
         self.journal = Journal.for_service(self.nc, self.settings, self.settings.journal, "orchestrator")
-        await self.journal.start()
-        await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, self.settings.resume_window_seconds)
+        await self.journal.start(replicas)
+        window = self.settings.resume_window_seconds
+        await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, window, replicas)
         self.debug_switch = await debugging.listen(self.nc, self.names)
         self.service = await add_service(
             self.nc,

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, lifecycle, logs
+from pam_shared import __version__, bus, debugging, jetstream, lifecycle, logs
 from pam_shared.background import Tasks
 from pam_shared.journal import ensure_stream
 from pam_shared.settings import PersistenceSettings, load_persistence_settings
@@ -48,12 +48,13 @@ class Persistence:
 
     async def start(self) -> None:
         settings, names = self.settings, self.names
-        self.nc = await bus.connect(settings.nats_url, f"pam-persistence-{settings.instance_id}")
+        self.nc = await bus.connect(settings.nats, f"pam-persistence-{settings.instance_id}")
         js = self.nc.jetstream()
-        await ensure_stream(js, names)
+        replicas = await jetstream.replicas(self.nc, names, settings.nats.replicas)
+        await ensure_stream(js, names, replicas)
         self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
         self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
-        await self.writer.start(self.tasks)
+        await self.writer.start(self.tasks, replicas)
         answers = Answers(self.pool, self.gap)
         self.service = await add_service(
             self.nc,

@@ -75,15 +75,20 @@ class Writer:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, tasks: Tasks) -> None:
-        """Bind to the shared durable consumer (creating it the first time) and start pulling."""
-        config = ConsumerConfig(ack_wait=ACK_WAIT_SECONDS, max_ack_pending=MAX_ACK_PENDING, max_deliver=-1)
-        self._sub = await self.js.pull_subscribe(
-            self.names.events_wildcard,
-            durable=self.names.persistence_consumer,
-            stream=self.names.events_stream,
-            config=config,
+    async def start(self, tasks: Tasks, replicas: int) -> None:
+        """Make (or bring to this configuration) the shared durable consumer, bind to it and start pulling."""
+        durable, stream = self.names.persistence_consumer, self.names.events_stream
+        config = ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subject=self.names.events_wildcard,
+            ack_wait=ACK_WAIT_SECONDS,
+            max_ack_pending=MAX_ACK_PENDING,
+            max_deliver=-1,
+            num_replicas=replicas,
         )
+        await self.js.add_consumer(stream, config)
+        self._sub = await self.js.pull_subscribe_bind(durable, stream)
         self._task = tasks.start("persistence-writer", self._run())
 
     async def stop(self) -> None:

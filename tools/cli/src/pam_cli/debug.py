@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     switch = DebugSwitch(enabled=args.state == "on", user_id=args.user, session_id=args.session)
-    nc = await connect(settings.nats_url)
+    nc = await connect(settings.nats)
     try:
         await nc.publish(settings.subjects.debug_control, switch_encoder.encode(switch))
         await nc.flush()

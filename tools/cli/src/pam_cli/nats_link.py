@@ -5,13 +5,15 @@ from __future__ import annotations
 import nats
 import nats.errors
 from nats.aio.client import Client
+from pam_shared.bus import connect_options
+from pam_shared.settings import NatsSettings
 
 from pam_cli.failure import Failure
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 
 
-async def connect(url: str) -> Client:
+async def connect(settings: NatsSettings) -> Client:
     """One quick attempt per server; the CLI reports NATS being down instead of retrying."""
     seen: list[Exception] = []
 
@@ -20,7 +22,7 @@ async def connect(url: str) -> Client:
 
     try:
         return await nats.connect(
-            url,
+            **connect_options(settings),
             name="pam-cli",
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             allow_reconnect=False,
@@ -30,7 +32,7 @@ async def connect(url: str) -> Client:
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         reason = seen[-1] if seen else exc
-        raise Failure(f"NATS unreachable at {_without_credentials(url)} ({reason})") from None
+        raise Failure(f"NATS unreachable at {_without_credentials(settings.url)} ({reason})") from None
 
 
 def _without_credentials(url: str) -> str:

@@ -34,7 +34,7 @@ async def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     names = settings.subjects
     services = (names.gateway_service, names.orchestrator_service, names.persistence_service)
-    nc = await connect(settings.nats_url)
+    nc = await connect(settings.nats)
     try:
         found = await asyncio.gather(*(discovery.instances(nc, service, args.window) for service in services))
     finally:

@@ -1,0 +1,146 @@
+"""How many copies JetStream keeps of every stream, consumer and bucket the project makes.
+
+One setting decides, ``PAM_JETSTREAM_REPLICAS``; unset, it is 3 on a cluster of three or
+more JetStream servers, else 1.  The cluster's size is what its servers say when asked
+(``$SYS.REQ.SERVER.PING.CONNZ``, which every account may ask), or the replicas one of our
+streams already has, whichever is more: a stream of 3 was placed on at least 3 servers,
+even if one of them is down while this process starts.  Asking for more replicas than
+that is a configuration error at start, not a stream that can never be placed.
+
+Everything is made with that count, and an existing stream, bucket or consumer is moved
+to it (JetStream copies the messages to new replicas; none are lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, PubAck, StreamConfig, StreamInfo
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+
+from pam_shared import bus, logs
+from pam_shared.settings import ConfigError
+from pam_shared.subjects import Subjects
+
+log = logging.getLogger("pam.jetstream")
+
+CLUSTERED = 3
+"""The default on a cluster big enough: one server down leaves a quorum."""
+SERVERS_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ"
+SERVERS_WINDOW_SECONDS = 0.25
+PUBLISH_TIMEOUT_SECONDS = 2.0
+ELECTION_SECONDS = 5.0
+"""How long a publish keeps asking while its stream elects a new leader (a few seconds after
+a leader dies); nats-py's own publish timeout, so a longer outage delays no answer more."""
+RETRY_PAUSE_SECONDS = 0.25
+PLACEMENT_SECONDS = 30.0
+LEADER_POLL_SECONDS = 0.05
+LEADERLESS = (NatsTimeout, NoStreamResponseError, ServiceUnavailableError)
+"""What a publish meets while a stream has no leader: silence, no responders, or a 503."""
+
+
+async def replicas(nc: Client, names: Subjects, wanted: int | None) -> int:
+    """The replica count for what this process makes; ConfigError when ``wanted`` is more
+    than the cluster has JetStream servers."""
+    answering = await jetstream_servers(nc)
+    known = max(answering, await _largest_stream(nc.jetstream(), names))
+    if wanted is None:
+        count = CLUSTERED if known >= CLUSTERED else 1
+    elif wanted > known and answering:
+        raise ConfigError(
+            f"PAM_JETSTREAM_REPLICAS is {wanted}, but NATS has {known} JetStream server(s): "
+            f"set it to at most {known}, or unset it"
+        )
+    else:
+        count = wanted
+    log.info("JetStream: %d server(s) known, keeping %d replica(s)", known, count, extra={"marker": logs.OK})
+    return count
+
+
+async def jetstream_servers(nc: Client) -> int:
+    """How many JetStream servers answer now (0: none says, e.g. where ``$SYS`` is not imported)."""
+    replies = await bus.gather_replies(nc, SERVERS_SUBJECT, SERVERS_WINDOW_SECONDS, b'{"limit": 1}')
+    names = set()
+    for reply in replies:
+        server = json.loads(reply.data).get("server") or {}
+        if server.get("jetstream"):
+            names.add(server.get("name"))
+    return len(names)
+
+
+async def _largest_stream(js: JetStreamContext, names: Subjects) -> int:
+    found = 0
+    for stream in (names.events_stream, names.frames_stream, bucket_stream(names.rate_bucket)):
+        try:
+            found = max(found, (await js.stream_info(stream)).config.num_replicas or 1)
+        except NotFoundError:
+            continue
+    return found
+
+
+def bucket_stream(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to ``config`` (its replicas included);
+    returns once it has a leader, so what comes next (a consumer, a publish) finds it."""
+    assert config.name is not None
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # it exists, with another configuration
+        await js.update_stream(config)
+    await _led(js, config.name)
+
+
+async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """Create the key-value bucket, or move an existing one to ``config.replicas``."""
+    try:
+        bucket = await js.create_key_value(config)
+    except BadRequestError:
+        stream = (await js.stream_info(bucket_stream(config.bucket))).config
+        stream.num_replicas = config.replicas
+        await js.update_stream(stream)
+        bucket = await js.key_value(config.bucket)
+    await _led(js, bucket_stream(config.bucket))
+    return bucket
+
+
+async def _led(js: JetStreamContext, stream: str) -> None:
+    """Wait (up to ``PLACEMENT_SECONDS``) until ``stream`` has a leader and all its peers: a new
+    stream elects one, a rescaled one adds peers (until then a consumer of as many is refused)."""
+    deadline = time.monotonic() + PLACEMENT_SECONDS
+    while not _placed(info := await js.stream_info(stream)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"JetStream stream {stream} is not placed after {PLACEMENT_SECONDS:g} s: {info.cluster}")
+        await asyncio.sleep(LEADER_POLL_SECONDS)
+
+
+def _placed(info: StreamInfo) -> bool:
+    cluster = info.cluster
+    if cluster is None:  # a single server
+        return True
+    return cluster.leader is not None and 1 + len(cluster.replicas or []) >= (info.config.num_replicas or 1)
+
+
+async def publish(js: JetStreamContext, subject: str, data: bytes, headers: dict[str, str] | None = None) -> PubAck:
+    """Publish and wait for the stream's ack, asking again while it has no leader, for up to
+    ``ELECTION_SECONDS`` in all; one ``Nats-Msg-Id`` for every attempt, so it is stored once."""
+    headers = {"Nats-Msg-Id": uuid.uuid4().hex, **(headers or {})}
+    deadline = time.monotonic() + ELECTION_SECONDS
+    while True:
+        try:
+            timeout = min(PUBLISH_TIMEOUT_SECONDS, deadline - time.monotonic())
+            return await js.publish(subject, data, timeout, headers=headers)
+        except LEADERLESS:
+            if time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
+                raise
+        await asyncio.sleep(RETRY_PAUSE_SECONDS)
