@@ -115,7 +115,13 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
     finally:
         running.close()
         names = Subjects(namespace)
-        asyncio.run(_delete_streams(nats_url, names.events_stream, names.frames_stream, f"KV_{names.rate_bucket}"))
+        streams = (
+            names.events_stream,
+            names.frames_stream,
+            f"KV_{names.rate_bucket}",
+            f"KV_{names.idempotency_bucket}",
+        )
+        asyncio.run(_delete_streams(nats_url, *streams))
 
 
 async def _delete_streams(nats_url: str, *streams: str) -> None:

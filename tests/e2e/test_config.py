@@ -6,7 +6,6 @@ import subprocess
 import pytest
 from support.processes import BIN
 
-
 OWN = {  # a setting only that service reads: the others ignore it
     "pam-gateway": ("PAM_GATEWAY_PORT", "eighty"),
     "pam-orchestrator": ("PAM_CHUNK_WINDOW_MS", "soon"),

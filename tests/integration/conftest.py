@@ -38,6 +38,12 @@ async def names(namespace: str, nc: Client) -> AsyncIterator[Subjects]:
     """The test's subjects; the streams and buckets made under them are removed afterwards."""
     subjects = Subjects(namespace)
     yield subjects
-    for stream in (subjects.events_stream, subjects.frames_stream, f"KV_{subjects.rate_bucket}"):
+    made = (
+        subjects.events_stream,
+        subjects.frames_stream,
+        f"KV_{subjects.rate_bucket}",
+        f"KV_{subjects.idempotency_bucket}",
+    )
+    for stream in made:
         with contextlib.suppress(NotFoundError):
             await nc.jetstream().delete_stream(stream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from pam_gateway.dialect import SEED
+from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.outbox import Outbox
 from pam_gateway.quota import UserQuota
@@ -30,10 +33,11 @@ async def path(nc: Client, names: Subjects, tmp_path: Path) -> AsyncIterator[Cha
     kept = KeptFrames(nc.jetstream(), names)
     parts = ChatPath(
         UserQuota(nc.jetstream(), names.rate_bucket, 100),
+        ChatKeys(nc.jetstream(), names.idempotency_bucket, 60),
         Journal(nc, names, Spool(tmp_path, "test"), 100),
         Relay(nc, names, "gw-test", 5, kept, tasks),
     )
-    for part in (parts.quota, parts.journal, parts.relay):
+    for part in (parts.quota, parts.keys, parts.journal, parts.relay):
         await part.start()
     yield parts
     await parts.relay.stop()
@@ -48,8 +52,8 @@ def session_for(
     socket = RecordingSocket()
     settings = load_gateway_settings({"PAM_NATS_NAMESPACE": names.namespace, **env})
     outbox = Outbox(socket, settings.send_queue_bytes)  # a recording socket in place of a WebSocket
-    inbox = Inbox(identity.user_id, outbox.put, KeptFrames(nc.jetstream(), names))
-    return Session(identity, "127.0.0.9", outbox, inbox, path, settings), socket
+    inbox = Inbox(identity.user_id, functools.partial(SEED.write, outbox.put), KeptFrames(nc.jetstream(), names))
+    return Session(identity, "127.0.0.9", outbox, SEED, inbox, path, settings), socket
 
 
 async def requests(nc: Client, names: Subjects) -> list[Msg]:

@@ -22,6 +22,7 @@ MESSAGES: dict[str, str] = {
     "connection_limited": "Too many connections. Please close other PAM tabs or try again shortly.",
     "token_expiring": "Your sign-in is about to expire. Refreshing it keeps this conversation open.",
     "resume_gap": "Some messages are too old to replay. Reload the conversation history.",
+    "origin_forbidden": "This web page is not allowed to use PAM (PAM_ALLOWED_ORIGINS).",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from pam_shared import wheels
 from pam_shared.errors import MESSAGES
 from pam_shared.protocol import (
     FORBIDDEN,
@@ -93,6 +94,36 @@ every socket that user has open, on every gateway, receives it (`pam_shared.deli
 also keeps it for resume).
 """
 
+WHEELS_INTRO = """## The WHEELS WINS dialect
+
+The shipped WHEELS WINS frontend (`pamService.ts`) speaks its own dialect, served beside the
+seed's paths; underneath, sessions, limits, resume and persistence are shared.
+
+- `ws://HOST/api/v1/pam/ws/{user_id}?token=JWT` (and `/api/v1/pam-simple/ws/{user_id}`): the
+  token's `sub` must equal `user_id`. A missing, invalid or expired token, a page whose origin
+  is not in `PAM_ALLOWED_ORIGINS`, a busy client IP or a restarting gateway is refused at the
+  handshake (HTTP 403), so the client's own backoff applies instead of a reconnect loop.
+- The first frame is `connection` with `status: "connected"`. A `ping` (timestamp a number or
+  a string) gets a `pong` echoing it; `pong`, `auth` (with `token`: a live refresh), `init` and
+  `context_update` (a standing context that later chats' empty fields are filled from) are
+  accepted without a reply.
+- A chat is answered by exactly one `chat_response` (the text in `content`, `message` and
+  `response`, its `ui_actions` inside) or one `error` (`error: true`). Nothing else carries
+  `message`, `content`, `response` or `error`: a token about to expire, a limit hit by a
+  frame that is not a chat, or a bad frame while a chat waits are `notice` frames, and a
+  restart is `connection` with `status: "disconnected"` and no `message`. A chat with
+  `stream: true` also gets `chat_response_delta` frames before its answer.
+- `POST /api/v1/pam/chat` (and `/api/v1/pam-simple/chat`), `Authorization: Bearer JWT`:
+  the same chat over HTTP, answered as one JSON body. A chat the client sends again within
+  `PAM_IDEMPOTENCY_WINDOW_SECONDS` (same `message_id`, or same text when it has none), over
+  the socket or REST, on any gateway, gets the answer already under way, not a second one.
+  401 for a bad token, 403 `user_mismatch`, 400 `invalid_message`, 429 `rate_limited` with
+  `Retry-After`, 503 when no orchestrator answers, 504 when the answer does not come in 90 s;
+  an answer that failed is 200 with `error: true`. `GET /api/v1/pam/health` (and
+  `/api/v1/pam-simple/health`) is the client's liveness check.
+- CORS for these endpoints and the socket's `Origin` check both follow `PAM_ALLOWED_ORIGINS`.
+"""
+
 CLOSE_CODES = [
     (1007, "A text frame that is not valid UTF-8."),
     (1009, "A frame far above `PAM_MAX_MESSAGE_BYTES` (smaller excesses get an `error` frame)."),
@@ -114,13 +145,28 @@ def render() -> str:
     parts += [_frame(components[name]) for name in ("ChatContext", "UserLocation", "SessionData", "UiAction")]
     parts.append(_table("Error codes", ("code", "message"), [(f"`{c}`", m) for c, m in MESSAGES.items()]))
     parts.append(_table("Close codes", ("code", "meaning"), [(f"`{c}`", m) for c, m in CLOSE_CODES]))
+    parts.append(_wheels())
     return "\n".join(parts)
 
 
-def _frame(schema: dict[str, Any]) -> str:
+def _wheels() -> str:
+    """The WHEELS WINS dialect's section, from ``pam_shared.wheels``."""
+    client, server = wheels.WheelsClientFrame.__args__, wheels.SERVER_FRAMES
+    rest = (wheels.RestChatRequest, wheels.RestChatResponse)
+    _, components = msgspec.json.schema_components((*client, *server, *rest), ref_template="{name}")
+    parts = [WHEELS_INTRO, "### Client → server\n"]
+    parts += [_frame(components[t.__name__], "####") for t in client]
+    parts.append("### Server → client\n")
+    parts += [_frame(components[t.__name__], "####") for t in server]
+    parts.append("### REST\n")
+    parts += [_frame(components[t.__name__], "####") for t in rest]
+    return "\n".join(parts)
+
+
+def _frame(schema: dict[str, Any], level: str = "###") -> str:
     properties = schema["properties"]
     tags = properties.get("type", {}).get("enum", [])
-    title = f"### `{tags[0]}`" if len(tags) == 1 else f"### {schema['title']}"
+    title = f"{level} `{tags[0]}`" if len(tags) == 1 else f"{level} {schema['title']}"
     required = set(schema.get("required", []))
     rows = [
         (f"`{name}`", _type(prop), "yes" if name in required else "no", _default(prop))

@@ -107,6 +107,8 @@ class GatewaySettings(Settings):
     max_sockets_per_user: int
     ip_connects_per_minute: int
     trusted_proxies: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    idempotency_window_seconds: float
     token_warning_seconds: float
     shutdown_grace_seconds: float
     resume_window_seconds: float
@@ -184,7 +186,7 @@ def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettin
         gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
-        reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 30.0, low=0.1),
+        reply_timeout_seconds=read.number("PAM_REPLY_TIMEOUT_SECONDS", 10.0, low=0.1),
         send_queue_bytes=int(read.number("PAM_SEND_QUEUE_BYTES", 1_048_576, low=1024)),
         rate_burst=int(read.number("PAM_RATE_BURST", 20, low=1)),
         rate_per_second=read.number("PAM_RATE_PER_SECOND", 2.0, low=0.01),
@@ -192,6 +194,8 @@ def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettin
         max_sockets_per_user=int(read.number("PAM_MAX_SOCKETS_PER_USER", 10, low=1)),
         ip_connects_per_minute=int(read.number("PAM_IP_CONNECTS_PER_MINUTE", 600, low=1)),
         trusted_proxies=read.networks("PAM_TRUSTED_PROXIES"),
+        allowed_origins=read.origins("PAM_ALLOWED_ORIGINS", () if _environment(read) == "production" else ("*",)),
+        idempotency_window_seconds=read.number("PAM_IDEMPOTENCY_WINDOW_SECONDS", 120.0, low=1),
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
         resume_window_seconds=_resume_window(read),
@@ -208,7 +212,7 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
         openai_api_key=env.get("OPENAI_API_KEY") or None,
         openai_base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
         openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
-        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 30.0, low=0.1),
+        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 20.0, low=0.1),
         openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
         max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
         answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
@@ -351,6 +355,18 @@ class _Reader:
             bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise ConfigError(f"{name} must be {bounds}, got {raw!r}")
         return value
+
+    def origins(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated origins (``https://wheelsandwins.com``), or ``*`` for any."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        found = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+        for part in (p for p in found if p != "*"):
+            parsed = urlparse(part)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
+                raise ConfigError(f"{name} must list origins like https://example.com, got {part!r}")
+        return found
 
     def networks(self, name: str) -> tuple[str, ...]:
         """Comma-separated IP addresses or networks (``10.0.0.0/8``), or ``*`` for any."""

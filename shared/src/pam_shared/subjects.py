@@ -76,6 +76,11 @@ class Subjects:
         return f"{self.namespace.upper().replace('-', '_')}_RATES"
 
     @property
+    def idempotency_bucket(self) -> str:
+        """The key-value bucket mapping a client's re-sent chat to the chat already answering it."""
+        return f"{self.namespace.upper().replace('-', '_')}_CHATS"
+
+    @property
     def events_stream(self) -> str:
         """The JetStream stream that carries everything persistence writes."""
         return f"{self.namespace.upper().replace('-', '_')}_EVENTS"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -22,6 +23,8 @@ from pam_shared.journal import Journal
 from pam_shared.protocol import SERVICE_RESTART, Connection, now_iso
 from pam_shared.settings import GatewaySettings
 
+from pam_gateway.dialect import Dialect
+from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.outbox import Outbox
 from pam_gateway.pushes import Pushes
@@ -49,14 +52,15 @@ class Gateway:
         self.journal = Journal.for_service(self.nc, settings, settings.journal, "gateway")
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
         self.pushes = Pushes(self.nc, names, self.registry.inboxes_of)
-        self.path = ChatPath(self.quota, self.journal, self.relay)
+        self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
+        self.path = ChatPath(self.quota, self.keys, self.journal, self.relay)
         self.sockets = Sockets(settings, self.registry, self._open_session)
         self._debug_switch: Subscription | None = None
         self._service: Service | None = None
 
-    def _open_session(self, identity: Identity, client_ip: str, outbox: Outbox) -> Session:
-        inbox = Inbox(identity.user_id, outbox.put, self.kept)
-        return Session(identity, client_ip, outbox, inbox, self.path, self.settings)
+    def _open_session(self, identity: Identity, client_ip: str, outbox: Outbox, dialect: Dialect) -> Session:
+        inbox = Inbox(identity.user_id, functools.partial(dialect.write, outbox.put), self.kept)
+        return Session(identity, client_ip, outbox, dialect, inbox, self.path, self.settings)
 
     async def start(self) -> None:
         settings, names = self.settings, self.settings.subjects
@@ -66,6 +70,7 @@ class Gateway:
         await self.relay.start()
         await self.journal.start(replicas)
         await self.quota.start(replicas)
+        await self.keys.start(replicas)
         await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)
         self._service = await add_service(

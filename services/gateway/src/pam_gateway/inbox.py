@@ -30,9 +30,9 @@ class Inbox:
     # Slots, and containers made only when first needed: thousands of idle sockets add up.
     __slots__ = ("user_id", "_put", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
 
-    def __init__(self, user_id: str, put: Callable[[str], None], kept: KeptFrames) -> None:
+    def __init__(self, user_id: str, put: Callable[[bytes], None], kept: KeptFrames) -> None:
         self.user_id = user_id
-        self._put = put  # the socket's send queue (``Outbox.put``)
+        self._put = put  # to the socket, through its dialect
         self._kept = kept
         self._asked: set[str] | None = None
         self._resumed = False
@@ -61,7 +61,7 @@ class Inbox:
                 return
             self._recent_ids.append(event_id)
             frame = with_event_id(frame, event_id)
-        self._put(frame.decode())
+        self._put(frame)
 
     def deliver_copy(self, frame: bytes, event_id: str | None, chat_id: str | None) -> None:
         """A frame from the user's subject: a push, or a lasting frame of some answer."""
@@ -106,9 +106,12 @@ class KeptFrames:
         frames = [msg for msg in earlier if (msg.seq or 0) <= after] + later
         return [(msg.data or b"", str(msg.seq)) for msg in frames]
 
+    async def answer(self, user_id: str, chat_id: str) -> list[tuple[bytes, str]]:
+        """The kept frames of one answer, as far as it got."""
+        kept = await delivery.kept_answers(self.js, self.names, user_id, chat_ids={chat_id})
+        return [(msg.data or b"", str(msg.seq)) for msg in kept]
+
     async def answer_end(self, user_id: str, chat_id: str) -> list[tuple[bytes, str]]:
         """The kept frames of one answer, if its end is among them (else nothing)."""
-        kept = await delivery.kept_answers(self.js, self.names, user_id, chat_ids={chat_id})
-        if not any(delivery.ends_answer(msg.data) for msg in kept):
-            return []
-        return [(msg.data or b"", str(msg.seq)) for msg in kept]
+        kept = await self.answer(user_id, chat_id)
+        return kept if any(delivery.ends_answer(frame) for frame, _ in kept) else []

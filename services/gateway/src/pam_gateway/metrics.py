@@ -13,6 +13,7 @@ connections_closed = Counter("pam_gateway_connections_closed_total", "Sockets cl
 frames_in = Counter("pam_gateway_frames_in_total", "Frames received, by type", ["type"])
 frames_out = Counter("pam_gateway_frames_out_total", "Frames sent, by type", ["type"])
 errors = Counter("pam_gateway_errors_total", "Error frames the gateway raised, by code", ["code"])
+refused = Counter("pam_gateway_sockets_refused_total", "Sockets turned away, by reason", ["reason"])
 rate_limited = Counter("pam_gateway_rate_limited_total", "Frames or sockets refused by a limit", ["limit"])
 first_chunk = Histogram(
     "pam_gateway_first_chunk_seconds", "From a chat's arrival to its first reply frame", buckets=LATENCY_BUCKETS

@@ -25,18 +25,19 @@ from pam_shared.protocol import (
     Ping,
     Pong,
     Resume,
-    client_decoder,
     encoder,
     now_iso,
 )
 from pam_shared.settings import GatewaySettings
 
 from pam_gateway import metrics
+from pam_gateway.dialect import Dialect
+from pam_gateway.idempotency import ChatKeys, chat_key
 from pam_gateway.inbox import Inbox
 from pam_gateway.outbox import Outbox
 from pam_gateway.quota import UserQuota
 from pam_gateway.ratelimit import TokenBucket
-from pam_gateway.relay import Relay
+from pam_gateway.relay import Recipient, Relay
 
 log = logging.getLogger("pam.gateway.session")
 
@@ -50,11 +51,37 @@ _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
 @dataclass(frozen=True, slots=True)
 class ChatPath:
-    """What a session hands a chat to: the per-user budget, the journal, the relay."""
+    """Where a chat goes once accepted, from a socket or over REST: the per-user budget, the
+    keys that spot a re-sent chat, the journal, the relay."""
 
     quota: UserQuota
+    keys: ChatKeys
     journal: Journal
     relay: Relay
+
+    async def submit(
+        self, identity: Identity, session_id: str, chat: Chat, recipient: Recipient, chat_id: str | None = None
+    ) -> str:
+        """Hand a validated chat to the orchestrators, recorded for persistence; returns its chat id."""
+        request = ChatRequest(
+            chat_id=chat_id or uuid.uuid4().hex,
+            session_id=session_id,
+            user_id=identity.user_id,
+            demo=identity.demo,
+            message=chat.message,
+            context=chat.context,
+            received_at=time.time(),
+            message_id=chat.message_id,
+        )
+        traceparent = tracing.new_traceparent()
+        extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
+        log.debug("chat accepted", extra={**extra, "marker": logs.INCOMING})
+        if not identity.demo:
+            event = _user_message(request, traceparent)
+            self.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
+        encoded = chat_request_encoder.encode(request)
+        await self.relay.send(recipient, request.chat_id, encoded, chat.message_id, traceparent)
+        return request.chat_id
 
 
 class Session:
@@ -64,6 +91,7 @@ class Session:
         "quota_key",
         "id",
         "outbox",
+        "dialect",
         "inbox",
         "path",
         "settings",
@@ -79,6 +107,7 @@ class Session:
         identity: Identity,
         client_ip: str,
         outbox: Outbox,
+        dialect: Dialect,
         inbox: Inbox,
         path: ChatPath,
         settings: GatewaySettings,
@@ -88,6 +117,7 @@ class Session:
         self.quota_key = f"demo@{client_ip}" if identity.demo else identity.user_id
         self.id = secrets.token_hex(8)
         self.outbox = outbox
+        self.dialect = dialect
         self.inbox = inbox
         self.path = path
         self.settings = settings
@@ -115,7 +145,7 @@ class Session:
         )
 
     def send(self, frame: msgspec.Struct) -> None:
-        self.outbox.put(encoder.encode(frame).decode())
+        self.dialect.write(self.outbox.put, encoder.encode(frame))
 
     def send_error(self, code: str, details: object = None, reply_to: str | None = None) -> None:
         self.errors += 1
@@ -130,7 +160,7 @@ class Session:
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)})
             return
         try:
-            frame = client_decoder.decode(text)
+            frame = self.dialect.read(text)
         except msgspec.DecodeError as exc:
             metrics.count_in("invalid")
             self._reject(text, exc)
@@ -139,7 +169,9 @@ class Session:
             metrics.count_in("invalid")
             self.send_error("invalid_message", "JSON nested too deeply")
             return
-        metrics.count_in(type(frame).__struct_config__.tag)
+        if frame is None:  # the dialect took it (a pong, say): nothing for the session to do
+            return
+        metrics.count_in(str(type(frame).__struct_config__.tag))
         if type(frame) is Chat:
             await self._chat(frame)
         elif type(frame) is Ping:
@@ -172,24 +204,12 @@ class Session:
             metrics.rate_limited.labels("user").inc()
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
             return
-        request = ChatRequest(
-            chat_id=uuid.uuid4().hex,
-            session_id=self.id,
-            user_id=self.identity.user_id,
-            demo=self.identity.demo,
-            message=chat.message,
-            context=chat.context,
-            received_at=time.time(),
-            message_id=chat.message_id,
-        )
-        traceparent = tracing.new_traceparent()
-        trace = {**self.log_extra, "trace_id": tracing.trace_id_of(traceparent), "marker": logs.INCOMING}
-        log.debug("chat accepted", extra=trace)
-        if not self.identity.demo:
-            event = _user_message(request, traceparent)
-            self.path.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
-        encoded = chat_request_encoder.encode(request)
-        await self.path.relay.send(self.inbox, request.chat_id, encoded, chat.message_id, traceparent)
+        chat_id = uuid.uuid4().hex
+        if self.dialect.resends_over_rest and not self.identity.demo:  # so the re-send finds this answer
+            await self.path.keys.claim(
+                chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
+            )
+        await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id)
 
     async def _resume(self, frame: Resume) -> None:
         replayed = await self.inbox.resume(frame.last_event_id, frame.pending, self._resume_gap)

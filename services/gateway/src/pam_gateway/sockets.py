@@ -13,7 +13,8 @@ from pam_shared.protocol import FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTH
 from pam_shared.settings import GatewaySettings
 from starlette.websockets import WebSocket
 
-from pam_gateway import metrics
+from pam_gateway import metrics, origins
+from pam_gateway.dialect import SEED, Dialect
 from pam_gateway.outbox import Outbox
 from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
 from pam_gateway.registry import Registry
@@ -21,8 +22,16 @@ from pam_gateway.session import Session
 
 log = logging.getLogger("pam.gateway.sockets")
 
-OpenSession = Callable[[Identity, str, Outbox], Session]
-"""Builds the session of an admitted socket from its identity, client IP and outbox."""
+OpenSession = Callable[[Identity, str, Outbox, Dialect], Session]
+"""Builds the session of an admitted socket from its identity, client IP, outbox and dialect."""
+
+
+class Refusal(Exception):
+    """A socket turned away: the error code its client is told (if any) and the close code."""
+
+    def __init__(self, code: str | None, close_code: int, at_handshake: bool = False) -> None:
+        super().__init__(code or str(close_code))
+        self.code, self.close_code, self.at_handshake = code, close_code, at_handshake
 
 
 class Sockets:
@@ -34,31 +43,38 @@ class Sockets:
         self.user_sockets = SocketsPerUser(settings.max_sockets_per_user)
         self.draining = False
 
-    async def serve(self, websocket: WebSocket, path_user_id: str | None) -> None:
+    async def serve(self, websocket: WebSocket, path_user_id: str | None, dialect: Dialect = SEED) -> None:
         """The whole life of one socket."""
-        await websocket.accept()
-        outbox = Outbox(websocket, self.settings.send_queue_bytes)
-        if self.draining:
-            await _refuse(outbox, None, SERVICE_RESTART)
-            return
         client_ip = websocket.client.host if websocket.client else "unknown"
+        try:
+            identity = await self._admit(websocket, client_ip, path_user_id)
+        except Refusal as refusal:
+            await _refuse(websocket, refusal, dialect, self.settings.send_queue_bytes)
+            return
+        try:
+            await websocket.accept()
+            outbox = Outbox(websocket, self.settings.send_queue_bytes)
+            await self._live(self.open_session(identity, client_ip, outbox, dialect), websocket)
+        finally:
+            self.user_sockets.release(identity.user_id)
+
+    async def _admit(self, websocket: WebSocket, client_ip: str, path_user_id: str | None) -> Identity:
+        """Who is connecting, if every check lets them in; else ``Refusal``."""
+        if self.draining:
+            raise Refusal(None, SERVICE_RESTART)
+        if not origins.allowed(websocket.headers.get("origin"), self.settings.allowed_origins):
+            raise Refusal("origin_forbidden", FORBIDDEN, at_handshake=True)
         if not self.attempts.allow(client_ip):
             metrics.rate_limited.labels("ip").inc()
-            await _refuse(outbox, "connection_limited", RATE_LIMITED)
-            return
+            raise Refusal("connection_limited", RATE_LIMITED)
         try:
             identity = await authenticate(websocket.query_params.get("token"), path_user_id, self.settings.auth)
         except AuthError as exc:
-            await _refuse(outbox, exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED)
-            return
+            raise Refusal(exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED) from None
         if not self.user_sockets.acquire(identity.user_id):
             metrics.rate_limited.labels("user_sockets").inc()
-            await _refuse(outbox, "connection_limited", RATE_LIMITED)
-            return
-        try:
-            await self._live(self.open_session(identity, client_ip, outbox), websocket)
-        finally:
-            self.user_sockets.release(identity.user_id)
+            raise Refusal("connection_limited", RATE_LIMITED)
+        return identity
 
     async def _live(self, session: Session, websocket: WebSocket) -> None:
         self.registry.add(session)
@@ -114,8 +130,16 @@ def _log_closed(session: Session, code: int | None, query: Mapping[str, str]) ->
     )
 
 
-async def _refuse(outbox: Outbox, code: str | None, close_code: int) -> None:
-    log.info("socket refused: %s", code or close_code, extra={"marker": logs.ERROR})
-    if code is not None:
-        outbox.put(encoder.encode(error_frame(code)).decode())
-    await outbox.close(close_code)
+async def _refuse(websocket: WebSocket, refusal: Refusal, dialect: Dialect, queue_bytes: int) -> None:
+    """Turn a socket away: at the handshake (HTTP 403) for a dialect that wants it, else with
+    the seed's error frame and close code."""
+    log.info("socket refused: %s", refusal, extra={"marker": logs.ERROR})
+    metrics.refused.labels(refusal.code or str(refusal.close_code)).inc()
+    if dialect.refuse_at_handshake or refusal.at_handshake:
+        await websocket.close(refusal.close_code)
+        return
+    await websocket.accept()
+    outbox = Outbox(websocket, queue_bytes)
+    if refusal.code is not None:
+        dialect.write(outbox.put, encoder.encode(error_frame(refusal.code)))
+    await outbox.close(refusal.close_code)

@@ -1,0 +1,169 @@
+"""Chat over HTTP, for the shipped client's fallback: ``POST /api/v1/pam/chat`` (and ``pam-simple``).
+
+The same path as a socket's chat (limits, journal, orchestrators, kept frames); the answer
+is collected to its end and returned as one JSON body.  A chat the client re-sends (it gave
+up on its socket after 30 s, or its first REST attempt) gets the answer already under way,
+followed through the user's subject and the kept frames, never a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from pam_shared import __version__
+from pam_shared.auth import AuthError, Identity, authenticate
+from pam_shared.errors import MESSAGES
+from pam_shared.protocol import Chat, ChatResponse, Error, UiAction, UiActions, encoder, now_iso, server_decoder
+from pam_shared.settings import GatewaySettings
+from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER
+from pam_shared.wheels import RestChatRequest, RestChatResponse, rest_chat_decoder
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pam_gateway import metrics
+from pam_gateway.idempotency import chat_key
+from pam_gateway.inbox import KeptFrames
+from pam_gateway.session import ChatPath
+
+ANSWER_WAIT_SECONDS = 90.0
+"""Longest a REST chat waits for its answer (the answer deadline, with room for one retry)."""
+UNAVAILABLE = frozenset({"orchestrator_unavailable"})
+"""Answers that mean PAM cannot answer at all: 503, so the client knows it is offline."""
+
+
+class Collected:
+    """One answer's frames as they arrive (a relay recipient, or a follower of the user subject)."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.actions: list[UiAction] = []
+        self.end: ChatResponse | Error | None = None
+        self.done = asyncio.Event()
+        self._seen: set[str] = set()
+
+    def asked(self, chat_id: str) -> None:
+        pass
+
+    def answered(self, chat_id: str) -> None:
+        pass
+
+    def deliver(self, frame: bytes, event_id: str | None) -> None:
+        if event_id is not None:
+            if event_id in self._seen:
+                return
+            self._seen.add(event_id)
+        decoded = server_decoder.decode(frame)
+        if isinstance(decoded, UiActions):
+            self.actions.extend(decoded.actions)
+        elif isinstance(decoded, ChatResponse | Error) and self.end is None:
+            self.end = decoded
+            self.done.set()
+
+
+class RestChat:
+    def __init__(self, nc: Client, settings: GatewaySettings, path: ChatPath, kept: KeptFrames) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.path = path
+        self.kept = kept
+
+    async def chat(self, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            identity = await self._identity(request)
+            body = rest_chat_decoder.decode(await request.body())
+        except AuthError as exc:
+            return _refusal(401, exc.code)
+        except msgspec.DecodeError as exc:
+            return _refusal(400, "invalid_message", str(exc))
+        if body.user_id is not None and not identity.owns(body.user_id):
+            return _refusal(403, "user_mismatch")
+        retry_after = await self.path.quota.take(identity.user_id if not identity.demo else "demo@rest")
+        if retry_after:
+            metrics.rate_limited.labels("user").inc()
+            return _refusal(429, "rate_limited", headers={"Retry-After": str(int(retry_after) + 1)})
+        collected, chat_id = await self._answer(identity, body)
+        return _answer(collected, body.session_id or chat_id, chat_id, time.monotonic() - started)
+
+    async def _identity(self, request: Request) -> Identity:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return await authenticate(token.strip() if scheme.lower() == "bearer" else None, None, self.settings.auth)
+
+    async def _answer(self, identity: Identity, body: RestChatRequest) -> tuple[Collected, str]:
+        """Start the chat, or follow the one already answering it; returns when it ends (or
+        after ``ANSWER_WAIT_SECONDS``)."""
+        collected = Collected(identity.user_id)
+        chat_id = uuid.uuid4().hex
+        earlier = None
+        if not identity.demo:
+            earlier = await self.path.keys.claim(chat_key(identity.user_id, body.message_id, body.message), chat_id)
+        if earlier is not None:
+            await self._follow(identity.user_id, earlier, collected)
+            return collected, earlier
+        chat = Chat(message=body.message, user_id=body.user_id, context=body.context, message_id=body.message_id)
+        await self.path.submit(identity, f"rest-{chat_id[:16]}", chat, collected, chat_id)
+        await _ended(collected)
+        return collected, chat_id
+
+    async def _follow(self, user_id: str, chat_id: str, collected: Collected) -> None:
+        """Collect the frames of an answer someone else asked for, past and still to come."""
+
+        async def copy(msg: Msg) -> None:
+            headers = msg.headers or {}
+            if headers.get(CHAT_ID_HEADER) == chat_id:
+                collected.deliver(msg.data, headers.get(EVENT_ID_HEADER))
+
+        sub = await self.nc.subscribe(self.path.relay.names.user(user_id), cb=copy)
+        try:
+            for frame, event_id in await self.kept.answer(user_id, chat_id):
+                collected.deliver(frame, event_id)
+            await _ended(collected)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+async def _ended(collected: Collected) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(collected.done.wait(), ANSWER_WAIT_SECONDS)
+
+
+def _answer(collected: Collected, session_id: str, chat_id: str, took: float) -> Response:
+    end = collected.end
+    if end is None:
+        return _refusal(504, "timeout")
+    if isinstance(end, Error) and end.code in UNAVAILABLE:
+        return _refusal(503, end.code)
+    text = end.message
+    body = RestChatResponse(
+        response=text,
+        message=text,
+        content=text,
+        ui_actions=collected.actions,
+        session_id=session_id,
+        message_id=end.message_id if isinstance(end, ChatResponse) else chat_id,
+        timestamp=end.timestamp if isinstance(end, ChatResponse) else now_iso(),
+        intent=end.intent if isinstance(end, ChatResponse) else None,
+        error=isinstance(end, Error),
+        error_code=end.code if isinstance(end, Error) else None,
+        truncated=end.truncated if isinstance(end, ChatResponse) else None,
+        processing_time_ms=int(took * 1000),
+    )
+    return Response(encoder.encode(body), media_type="application/json")
+
+
+def _refusal(status: int, code: str, detail: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """A chat refused before it reached PAM: the shipped client's error shape, with our code."""
+    body = {"error": code, "error_code": code, "message": MESSAGES[code], "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def health(request: Request) -> Response:
+    """``GET /api/v1/pam/health``: always 200 (the shipped client reads the body); liveness only."""
+    return JSONResponse({"status": "healthy", "service": "PAM", "version": __version__, "timestamp": now_iso()})
