@@ -161,3 +161,12 @@ async def test_the_health_endpoint_the_client_checks(stack):
     async with httpx.AsyncClient() as http:
         response = await http.get(gateway.http_url("/api/v1/pam/health"))
     assert response.status_code == 200 and response.json()["status"] == "healthy"
+
+
+async def test_in_production_only_listed_pages_and_the_gateways_own_may_open_sockets(stack):
+    gateway = stack.gateway(ENVIRONMENT="production", PAM_ALLOWED_ORIGINS="")
+    own = gateway.http_url("").rstrip("/")
+    client = await ShippedClient.connect(base(gateway), USER, token(USER), origin=own)
+    await client.close()
+    with pytest.raises(websockets.InvalidStatus):
+        await ShippedClient.connect(base(gateway), USER, token(USER), origin="https://wheelsandwins.com")

@@ -62,7 +62,8 @@ class Sockets:
         """Who is connecting, if every check lets them in; else ``Refusal``."""
         if self.draining:
             raise Refusal(None, SERVICE_RESTART)
-        if not origins.allowed(websocket.headers.get("origin"), self.settings.allowed_origins):
+        headers = websocket.headers
+        if not origins.allowed(headers.get("origin"), self.settings.allowed_origins, headers.get("host")):
             raise Refusal("origin_forbidden", FORBIDDEN, at_handshake=True)
         if not self.attempts.allow(client_ip):
             metrics.rate_limited.labels("ip").inc()
