@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from pam_gateway.chats import ChatPath
 from pam_gateway.dialect import SEED
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.outbox import Outbox
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Relay
-from pam_gateway.session import ChatPath, Session
+from pam_gateway.session import Session
 from pam_shared.auth import Identity, authenticate
 from pam_shared.background import Tasks
 from pam_shared.internal import chat_request_decoder

@@ -23,6 +23,7 @@ from pam_shared.journal import Journal
 from pam_shared.protocol import SERVICE_RESTART, Connection, now_iso
 from pam_shared.settings import GatewaySettings
 
+from pam_gateway.chats import ChatPath
 from pam_gateway.dialect import Dialect
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
@@ -31,7 +32,7 @@ from pam_gateway.pushes import Pushes
 from pam_gateway.quota import UserQuota
 from pam_gateway.registry import Registry
 from pam_gateway.relay import Relay
-from pam_gateway.session import ChatPath, Session
+from pam_gateway.session import Session
 from pam_gateway.sockets import Sockets
 
 log = logging.getLogger("pam.gateway")

@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pam_gateway import metrics
+from pam_gateway.chats import ChatPath
 from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import KeptFrames
-from pam_gateway.session import ChatPath
 
 ANSWER_WAIT_SECONDS = 90.0
 """Longest a REST chat waits for its answer (the answer deadline, with room for one retry)."""

@@ -7,15 +7,11 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 
 import msgspec
-from pam_shared import logs, tracing
+from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, verify_token
 from pam_shared.errors import error_frame
-from pam_shared.events import UserMessage
-from pam_shared.internal import ChatRequest, chat_request_encoder
-from pam_shared.journal import Journal
 from pam_shared.protocol import (
     CLIENT_TYPES,
     UNAUTHORIZED,
@@ -31,13 +27,12 @@ from pam_shared.protocol import (
 from pam_shared.settings import GatewaySettings
 
 from pam_gateway import metrics
+from pam_gateway.chats import ChatPath
 from pam_gateway.dialect import Dialect
-from pam_gateway.idempotency import ChatKeys, chat_key
+from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import Inbox
 from pam_gateway.outbox import Outbox
-from pam_gateway.quota import UserQuota
 from pam_gateway.ratelimit import TokenBucket
-from pam_gateway.relay import Recipient, Relay
 
 log = logging.getLogger("pam.gateway.session")
 
@@ -47,41 +42,6 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatPath:
-    """Where a chat goes once accepted, from a socket or over REST: the per-user budget, the
-    keys that spot a re-sent chat, the journal, the relay."""
-
-    quota: UserQuota
-    keys: ChatKeys
-    journal: Journal
-    relay: Relay
-
-    async def submit(
-        self, identity: Identity, session_id: str, chat: Chat, recipient: Recipient, chat_id: str | None = None
-    ) -> str:
-        """Hand a validated chat to the orchestrators, recorded for persistence; returns its chat id."""
-        request = ChatRequest(
-            chat_id=chat_id or uuid.uuid4().hex,
-            session_id=session_id,
-            user_id=identity.user_id,
-            demo=identity.demo,
-            message=chat.message,
-            context=chat.context,
-            received_at=time.time(),
-            message_id=chat.message_id,
-        )
-        traceparent = tracing.new_traceparent()
-        extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
-        log.debug("chat accepted", extra={**extra, "marker": logs.INCOMING})
-        if not identity.demo:
-            event = _user_message(request, traceparent)
-            self.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
-        encoded = chat_request_encoder.encode(request)
-        await self.relay.send(recipient, request.chat_id, encoded, chat.message_id, traceparent)
-        return request.chat_id
 
 
 class Session:
@@ -257,17 +217,3 @@ class Session:
         log.info("token expired on an open socket", extra={**self.log_extra, "marker": logs.CONNECTION})
         self.send_error("token_expired")
         self.outbox.close_soon(UNAUTHORIZED)
-
-
-def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:
-    return UserMessage(
-        event_id=uuid.uuid4().hex,
-        session_id=request.session_id,
-        user_id=request.user_id,
-        content=request.message,
-        created_at=request.received_at,
-        client_message_id=request.message_id,
-        region=request.context.region,
-        current_page=request.context.current_page,
-        trace_id=tracing.trace_id_of(traceparent),
-    )

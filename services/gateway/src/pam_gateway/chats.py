@@ -1,0 +1,74 @@
+"""Where a chat goes once a socket or a REST call has accepted it: one path for both.
+
+The per-user budget first, then the journal (the user's message, for persistence), then the
+relay to the orchestrators; the keys that spot a re-sent chat ride along.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from pam_shared import logs, tracing
+from pam_shared.auth import Identity
+from pam_shared.events import UserMessage
+from pam_shared.internal import ChatRequest, chat_request_encoder
+from pam_shared.journal import Journal
+from pam_shared.protocol import Chat
+
+from pam_gateway.idempotency import ChatKeys
+from pam_gateway.quota import UserQuota
+from pam_gateway.relay import Recipient, Relay
+
+log = logging.getLogger("pam.gateway.chats")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPath:
+    """Where a chat goes once accepted, from a socket or over REST: the per-user budget, the
+    keys that spot a re-sent chat, the journal, the relay."""
+
+    quota: UserQuota
+    keys: ChatKeys
+    journal: Journal
+    relay: Relay
+
+    async def submit(
+        self, identity: Identity, session_id: str, chat: Chat, recipient: Recipient, chat_id: str | None = None
+    ) -> str:
+        """Hand a validated chat to the orchestrators, recorded for persistence; returns its chat id."""
+        request = ChatRequest(
+            chat_id=chat_id or uuid.uuid4().hex,
+            session_id=session_id,
+            user_id=identity.user_id,
+            demo=identity.demo,
+            message=chat.message,
+            context=chat.context,
+            received_at=time.time(),
+            message_id=chat.message_id,
+        )
+        traceparent = tracing.new_traceparent()
+        extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
+        log.debug("chat accepted", extra={**extra, "marker": logs.INCOMING})
+        if not identity.demo:
+            event = _user_message(request, traceparent)
+            self.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
+        encoded = chat_request_encoder.encode(request)
+        await self.relay.send(recipient, request.chat_id, encoded, chat.message_id, traceparent)
+        return request.chat_id
+
+
+def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:
+    return UserMessage(
+        event_id=uuid.uuid4().hex,
+        session_id=request.session_id,
+        user_id=request.user_id,
+        content=request.message,
+        created_at=request.received_at,
+        client_message_id=request.message_id,
+        region=request.context.region,
+        current_page=request.context.current_page,
+        trace_id=tracing.trace_id_of(traceparent),
+    )
