@@ -20,10 +20,13 @@ import asyncpg
 import httpx
 import nats
 import pytest
+from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
+from pam_shared.journal import DUPLICATE_WINDOW_SECONDS, MAX_AGE_SECONDS
 from pam_shared.subjects import Subjects
 from support.client import ANSWER_ENDS, PamClient, chat_frame, connected
 from support.cluster import NatsCluster
-from support.persistence import consumer_settled, until
+from support.persistence import consumer_settled, count, publish, until, user_message
+from support.processes import BIN, ServiceProcess
 from support.tokens import token
 
 USERS = 4
@@ -164,27 +167,32 @@ class Load:
         return {key: value for key, value in found.items() if value}
 
 
-async def js_info(url: str, names: Subjects) -> dict[str, object]:
-    """Replicas of everything the stack keeps in JetStream, and the node leading the events stream."""
+REPLICATED = ("events", "frames", "rate bucket", "persistence consumer")
+
+
+async def replicas_of(url: str, names: Subjects) -> dict[str, int | None]:
+    """Replicas of everything the stack keeps in JetStream."""
     nc = await nats.connect(url.split(","))
     try:
         js = nc.jetstream()
-        events = await js.stream_info(names.events_stream)
-        frames = await js.stream_info(names.frames_stream)
-        bucket = await js.stream_info(f"KV_{names.rate_bucket}")
+        streams = (names.events_stream, names.frames_stream, f"KV_{names.rate_bucket}")
+        found = [(await js.stream_info(stream)).config.num_replicas for stream in streams]
         consumer = await js.consumer_info(names.events_stream, names.persistence_consumer)
-        assert events.cluster is not None
-        return {
-            "replicas": {
-                "events": events.config.num_replicas,
-                "frames": frames.config.num_replicas,
-                "rate bucket": bucket.config.num_replicas,
-                "persistence consumer": consumer.config.num_replicas,
-            },
-            "events leader": events.cluster.leader,
-        }
+        inherited = found[0]  # a consumer of 0 replicas has its stream's
+        return dict(zip(REPLICATED, [*found, consumer.config.num_replicas or inherited], strict=True))
     finally:
         await nc.close()
+
+
+async def events_leader(cluster: NatsCluster, names: Subjects) -> int:
+    """The node leading the events stream."""
+    nc = await nats.connect(cluster.urls.split(","))
+    try:
+        info = await nc.jetstream().stream_info(names.events_stream)
+    finally:
+        await nc.close()
+    assert info.cluster is not None
+    return [f"{cluster.name}-{i}" for i in range(len(cluster.nodes))].index(info.cluster.leader)
 
 
 async def settled(url: str, names: Subjects) -> bool:
@@ -239,19 +247,14 @@ async def resumed_across_gateways(gateways, user: str) -> dict:
         return (await client.answer(timeout=ANSWER_TIMEOUT))[-1]
 
 
-def node_named(cluster: NatsCluster, name: object) -> int:
-    return [f"{cluster.name}-{i}" for i in range(len(cluster.nodes))].index(name)
-
-
 @pytest.mark.timeout(180)
 async def test_killing_the_node_that_leads_the_events_stream_loses_no_chat(cluster, gateways, namespace):
     names = Subjects(namespace)
-    info = await js_info(cluster.urls, names)
-    assert info["replicas"] == dict.fromkeys(("events", "frames", "rate bucket", "persistence consumer"), 3)
+    assert await replicas_of(cluster.urls, names) == dict.fromkeys(REPLICATED, 3)
     load = Load(gateways)
     async with httpx.AsyncClient(base_url=gateways[0].http_url(""), timeout=30) as http:
         await load.answers_beyond(0, 2 * USERS)
-        leader = node_named(cluster, info["events leader"])
+        leader = await events_leader(cluster, names)
         await asyncio.to_thread(cluster.kill_node, leader)
         await load.answers_beyond(len(load.answered()), ANSWERS_WHILE_DOWN)
         await load.finish()
@@ -283,3 +286,49 @@ async def test_a_rolling_restart_of_every_node_loses_and_repeats_nothing(cluster
         await load.finish()
         assert load.problems(errors_allowed=0) == {}
         assert await until(stored_once(http, load.answered()), lambda wrong: wrong == {}, timeout=60) == {}
+
+
+async def left_by_a_single_node(url: str, names: Subjects, events: int) -> None:
+    """What the stack made on one node before: streams, bucket and persistence's consumer of one
+    replica each, and events waiting in the stream."""
+    nc = await nats.connect(url.split(","))
+    try:
+        js = nc.jetstream()
+        stream = StreamConfig(
+            name=names.events_stream,
+            subjects=[names.events_wildcard],
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=MAX_AGE_SECONDS,
+        )
+        await js.add_stream(stream)
+        await js.add_stream(StreamConfig(name=names.frames_stream, subjects=[names.frames_wildcard], max_age=900))
+        await js.create_key_value(KeyValueConfig(bucket=names.rate_bucket, ttl=120, history=1))
+        consumer = ConsumerConfig(durable_name=names.persistence_consumer, filter_subject=names.events_wildcard)
+        await js.add_consumer(names.events_stream, consumer)
+        await publish(js, names, *(user_message(f"nomad-{i}", f"fuel stop {i}") for i in range(events)))
+    finally:
+        await nc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_what_one_node_left_is_moved_to_three_replicas_and_no_event_is_lost(
+    cluster, stack, database_url, db, namespace
+):
+    names = Subjects(namespace)
+    await left_by_a_single_node(cluster.urls, names, 40)
+    assert await replicas_of(cluster.urls, names) == dict.fromkeys(REPLICATED, 1)
+    stack.persistence(DATABASE_URL=database_url)
+    stack.gateway()
+    assert await replicas_of(cluster.urls, names) == dict.fromkeys(REPLICATED, 3)
+    await until(lambda: count(db, "messages"), lambda n: n == 40, timeout=30)
+
+
+@pytest.mark.timeout(60)
+async def test_more_replicas_than_the_cluster_has_stop_a_service_at_start(service_env, tmp_path):
+    env = {**service_env, "PAM_JETSTREAM_REPLICAS": "4"}
+    orchestrator = ServiceProcess("orchestrator", [str(BIN / "pam-orchestrator")], env, tmp_path).start()
+    try:
+        orchestrator.wait_for(r"configuration error: PAM_JETSTREAM_REPLICAS is 4, but NATS has 3 JetStream server")
+        assert orchestrator.proc is not None and await asyncio.to_thread(orchestrator.proc.wait, 15) == 2
+    finally:
+        orchestrator.stop()

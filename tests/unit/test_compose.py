@@ -32,6 +32,9 @@ from support.processes import ROOT
 SETTINGS = ROOT / "shared/src/pam_shared/settings.py"
 APP_SERVICES = {"gateway", "orchestrator", "persistence"}
 NEEDS = {"gateway": {"nats"}, "orchestrator": {"nats"}, "persistence": {"nats", "postgres"}}
+CLUSTER_PEERS = {"nats-2", "nats-3"}
+"""NATS nodes only the cluster profile runs: waited for when they run."""
+NATS_URLS = "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222"
 SECRET = "a-production-secret-of-32-chars!"
 LOADERS: dict[str, Callable[[Mapping[str, str]], Settings]] = {
     "gateway": load_gateway_settings,
@@ -137,7 +140,8 @@ def test_postgres_keeps_its_data_on_a_volume_with_a_health_check(compose):
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
 def test_each_service_waits_for_healthy_dependencies(compose, name):
     depends = compose["services"][name]["depends_on"]
-    assert set(depends) == NEEDS[name]
+    assert {dep for dep, how in depends.items() if how.get("required", True)} == NEEDS[name]
+    assert {dep for dep, how in depends.items() if how.get("required") is False} == CLUSTER_PEERS
     assert {dep["condition"] for dep in depends.values()} == {"service_healthy"}
 
 
@@ -145,7 +149,50 @@ def test_each_service_waits_for_healthy_dependencies(compose, name):
 def test_each_service_is_configured_only_through_settings_the_code_reads(compose, name):
     env = compose["services"][name]["environment"]
     assert set(env) <= settings_variables(), f"unknown variables: {set(env) - settings_variables()}"
-    assert env["NATS_URL"] == "nats://nats:4222"
+    assert env["NATS_URL"] == NATS_URLS
+
+
+def test_the_cluster_profile_runs_three_routed_jetstream_nodes_that_every_service_is_given(compose):
+    services = compose["services"]
+    nodes = {"nats", *CLUSTER_PEERS}
+    assert {name for name, service in services.items() if service.get("profiles") == ["cluster"]} == CLUSTER_PEERS
+    assert services["nats"]["environment"]["NATS_PEERS"].split() == sorted(CLUSTER_PEERS)
+    assert services["nats"]["entrypoint"] == ["/bin/sh", "/etc/pam/nats-start.sh"]
+    assert "./deploy/nats/start.sh:/etc/pam/nats-start.sh:ro" in services["nats"]["volumes"]
+    for peer in CLUSTER_PEERS:
+        command = services[peer]["command"]
+        option = {
+            flag: command[i + 1] for i, flag in enumerate(command) if flag.startswith("-") and i + 1 < len(command)
+        }
+        assert "-js" in command and _named_volume(compose, services[peer], option["-sd"])
+        assert option["--server_name"] == peer and option["--cluster_name"] == "pam"
+        routed = {urlparse(route).hostname for route in option["--routes"].split(",")}
+        assert routed == nodes - {peer} and option["--cluster"] == "nats://0.0.0.0:6222"
+        assert services[peer]["healthcheck"]["test"][-1] == "http://127.0.0.1:8222/healthz"
+        assert services["nats"]["depends_on"][peer] == {"condition": "service_started", "required": False}
+    for name in APP_SERVICES:  # every service is given every node, and JetStream's replicas follow the cluster
+        settings = LOADERS[name](_environment(compose, name, {"JWT_SECRET": SECRET}))
+        assert {urlparse(server).hostname for server in settings.nats.servers} == nodes
+        assert settings.nats.replicas is None
+        pinned = LOADERS[name](_environment(compose, name, {"JWT_SECRET": SECRET, "PAM_JETSTREAM_REPLICAS": "3"}))
+        assert pinned.nats.replicas == 3
+
+
+@pytest.mark.parametrize(("peers", "joins"), [("localhost localhost", True), ("localhost nats-2.invalid", False)])
+def test_the_first_node_joins_the_cluster_only_when_its_peers_run(tmp_path, peers, joins):
+    shim = tmp_path / "nats-server"
+    shim.write_text('#!/bin/sh\necho "$@"\n')
+    shim.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "NATS_PEERS": peers}
+    script = ROOT / "deploy/nats/start.sh"
+    argv = ["sh", str(script), "-js", "-sd", "/data", "-m", "8222"]
+    ran = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert ran[:5] == ["-js", "-sd", "/data", "-m", "8222"]
+    if joins:
+        assert ran[5:9] == ["-sd", "/data/cluster", "--server_name", "nats"]  # a cluster's store is not a single node's
+        assert ran[ran.index("--routes") + 1] == "nats://localhost:6222,nats://localhost:6222"
+    else:
+        assert ran[5:] == []
 
 
 def test_persistence_reaches_the_compose_database(compose):
@@ -207,8 +254,10 @@ def test_docker_compose_accepts_the_file():
     if not plugin or plugin.returncode != 0:
         not_on_these_machines("the docker compose plugin is not installed")
     env = {**os.environ, "JWT_SECRET": SECRET}
-    done = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    for profile in ([], ["--profile", "cluster"], ["--profile", "observability"]):
+        argv = ["docker", "compose", *profile, "config", "--quiet"]
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (profile, done.stderr)
 
 
 class MissingVariable(Exception):

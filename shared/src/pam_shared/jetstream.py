@@ -36,6 +36,7 @@ CLUSTERED = 3
 """The default on a cluster big enough: one server down leaves a quorum."""
 SERVERS_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ"
 SERVERS_WINDOW_SECONDS = 0.25
+SERVERS_ATTEMPTS = 4
 PUBLISH_TIMEOUT_SECONDS = 2.0
 ELECTION_SECONDS = 5.0
 """How long a publish keeps asking while its stream elects a new leader (a few seconds after
@@ -66,14 +67,19 @@ async def replicas(nc: Client, names: Subjects, wanted: int | None) -> int:
 
 
 async def jetstream_servers(nc: Client) -> int:
-    """How many JetStream servers answer now (0: none says, e.g. where ``$SYS`` is not imported)."""
-    replies = await bus.gather_replies(nc, SERVERS_SUBJECT, SERVERS_WINDOW_SECONDS, b'{"limit": 1}')
-    names = set()
-    for reply in replies:
-        server = json.loads(reply.data).get("server") or {}
-        if server.get("jetstream"):
-            names.add(server.get("name"))
-    return len(names)
+    """How many JetStream servers answer (0: none says, e.g. where ``$SYS`` is not imported).
+
+    Asked again while fewer answer than the servers the client knows of: replies to a new
+    connection can miss their way back until the cluster has learnt of its inbox."""
+    known = len({server.netloc for server in nc.servers})
+    answered: dict[str, bool] = {}
+    for _ in range(SERVERS_ATTEMPTS):
+        for reply in await bus.gather_replies(nc, SERVERS_SUBJECT, SERVERS_WINDOW_SECONDS, b'{"limit": 1}'):
+            server = json.loads(reply.data).get("server") or {}
+            answered[str(server.get("name"))] = bool(server.get("jetstream"))
+        if len(answered) >= known:
+            break
+    return sum(answered.values())
 
 
 async def _largest_stream(js: JetStreamContext, names: Subjects) -> int:

@@ -1,0 +1,79 @@
+"""How many replicas the project asks JetStream for: from the cluster's size, or the setting checked against it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
+from pam_shared import bus, jetstream
+from pam_shared.journal import ensure_stream
+from pam_shared.settings import ConfigError, NatsSettings
+from pam_shared.subjects import Subjects
+from support.cluster import NatsCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with NatsCluster(3, Path(tmp_path_factory.mktemp("nats"))).start() as running:
+        yield running
+
+
+@pytest.fixture
+async def on_cluster(cluster: NatsCluster) -> AsyncIterator[Client]:
+    client = await bus.connect(NatsSettings(cluster.urls), "pam-test")
+    yield client
+    await client.close()
+
+
+async def test_a_cluster_of_three_gets_three_replicas_unless_told_otherwise(on_cluster, names):
+    assert await jetstream.replicas(on_cluster, names, None) == 3
+    assert await jetstream.replicas(on_cluster, names, 1) == 1
+    with pytest.raises(ConfigError, match=r"^PAM_JETSTREAM_REPLICAS is 5, but NATS has 3 JetStream server\(s\)"):
+        await jetstream.replicas(on_cluster, names, 5)
+
+
+async def test_a_single_server_gets_one_replica_and_refuses_more(nc, names):
+    assert await jetstream.replicas(nc, names, None) == 1
+    with pytest.raises(ConfigError, match="^PAM_JETSTREAM_REPLICAS is 3, but NATS has 1 JetStream server"):
+        await jetstream.replicas(nc, names, 3)
+
+
+async def test_a_node_down_at_start_keeps_streams_of_three_at_three(cluster, on_cluster, namespace):
+    names = Subjects(namespace)
+    await ensure_stream(on_cluster.jetstream(), names, 3)
+    down = next(i for i in range(3) if on_cluster.connected_url and cluster.url(i) != _url(on_cluster))
+    cluster.stop_node(down)
+    try:
+        assert await jetstream.jetstream_servers(on_cluster) == 2
+        assert await jetstream.replicas(on_cluster, names, None) == 3  # not shrunk to 1
+        assert await jetstream.replicas(on_cluster, names, 3) == 3  # and no start-up error
+    finally:
+        cluster.start_node(down)
+        cluster.wait_healthy(60)
+        await on_cluster.jetstream().delete_stream(names.events_stream)
+
+
+async def test_single_replica_streams_and_buckets_move_to_three_keeping_their_data(on_cluster, namespace):
+    names, js = Subjects(namespace), on_cluster.jetstream()
+    await ensure_stream(js, names, 1)
+    for i in range(50):
+        await jetstream.publish(js, names.event("user"), b"event %d" % i)
+    bucket = await jetstream.ensure_bucket(js, KeyValueConfig(bucket=names.rate_bucket, ttl=120, history=1))
+    await bucket.put("nomad", b"7")
+
+    await ensure_stream(js, names, 3)
+    moved = await jetstream.ensure_bucket(js, KeyValueConfig(bucket=names.rate_bucket, ttl=120, history=1, replicas=3))
+    events = await js.stream_info(names.events_stream)
+    assert events.config.num_replicas == 3 and events.state.messages == 50
+    assert (await js.stream_info(jetstream.bucket_stream(names.rate_bucket))).config.num_replicas == 3
+    assert (await moved.get("nomad")).value == b"7"
+    for stream in (names.events_stream, jetstream.bucket_stream(names.rate_bucket)):
+        await js.delete_stream(stream)
+
+
+def _url(nc: Client) -> str:
+    assert nc.connected_url is not None
+    return f"nats://{nc.connected_url.netloc}"
