@@ -1,13 +1,20 @@
-"""The OpenAI engine: a streamed chat completion with tools, through the official SDK."""
+"""The OpenAI engine: a streamed chat completion with tools.
+
+The official SDK sends the request (auth, base URL, retries, status errors as its error
+types); its raw streaming response is read by ``completions``, not by the SDK's typed stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import cast
 
+import msgspec
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pam_shared import tracing
@@ -15,7 +22,8 @@ from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
 from pam_shared.settings import OrchestratorSettings
 
-from pam_orchestrator import prompt, tools
+from pam_orchestrator import completions, prompt, tools
+from pam_orchestrator.completions import Chunk, ToolCallDelta
 from pam_orchestrator.engine import Cut, EngineFailure, Piece, Usage
 
 log = logging.getLogger("pam.orchestrator.llm")
@@ -35,8 +43,11 @@ class _Heard:
     said: bool = False
     cut: Cut | None = None
 
-    def read(self, chunk: ChatCompletionChunk) -> list[Piece]:
+    def read(self, chunk: Chunk) -> list[Piece]:
         """The pieces one chunk carries; tool-call fragments and a cut are kept for the end."""
+        if chunk.error is not None:
+            log.warning("the model's stream ended in an error: %s", chunk.error.message)
+            raise EngineFailure("api_error")
         found: list[Piece] = []
         if chunk.usage is not None:
             found.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
@@ -80,29 +91,35 @@ class OpenAIEngine:
         deadline = asyncio.get_running_loop().time() + self.deadline_seconds
         heard = _Heard()
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await self._create(request, intent, history)
-            async with response:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout_at(deadline):
+                    response = await stack.enter_async_context(self._open(request, intent, history))
+                reads = await stack.enter_async_context(contextlib.aclosing(completions.events(response.http_response)))
                 while True:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await anext(response, None)
-                    if chunk is None:
+                    async with asyncio.timeout_at(deadline):  # never around a yield: it would cancel our reader
+                        chunks = await anext(reads, None)
+                    if chunks is None:
                         break
-                    for piece in heard.read(chunk):
-                        yield piece
+                    for chunk in chunks:
+                        for piece in heard.read(chunk):
+                            yield piece
         except openai.APIError as exc:
             raise EngineFailure(_kind(exc)) from exc
+        except msgspec.DecodeError as exc:
+            log.warning("unreadable event from the model: %s", exc)
+            raise EngineFailure("api_error") from exc
         except TimeoutError:
             heard.cut = Cut("deadline")
         for piece in heard.ending():
             yield piece
 
-    async def _create(
+    def _open(
         self, request: ChatRequest, intent: str, history: list[dict[str, str]]
-    ) -> openai.AsyncStream[ChatCompletionChunk]:
+    ) -> AbstractAsyncContextManager[openai.AsyncAPIResponse[openai.AsyncStream[ChatCompletionChunk]]]:
+        """The request, sent on entering; a status error (after the SDK's retries) raises there."""
         # History roles come from our own records ("user"/"assistant"), so the messages fit the SDK's type.
         messages = cast("list[ChatCompletionMessageParam]", prompt.messages(request, intent, history))
-        return await self.client.chat.completions.create(
+        return self.client.chat.completions.with_streaming_response.create(
             model=self.model,
             messages=messages,
             tools=tools.TOOLS,
@@ -122,8 +139,8 @@ def _trace_headers() -> dict[str, str]:
     return {tracing.TRACEPARENT: tracing.child_traceparent(parent)} if parent else {}
 
 
-def _collect(target: _ToolCall, call: object) -> None:
-    function = getattr(call, "function", None)
+def _collect(target: _ToolCall, call: ToolCallDelta) -> None:
+    function = call.function
     if function is None:
         return
     if function.name:
