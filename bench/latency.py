@@ -33,10 +33,11 @@ import openai
 from bench import cli, results
 from bench.fake_llm import FakeLLM
 from bench.frames import CHAT, is_chunk, is_error, is_final
+from bench.lean_reader import MESSAGES
 from bench.project import Project
 from bench.server_options import resolved
 from bench.stats import summary
-from bench.streaming import MESSAGES, warm_direct, warm_gateway
+from bench.streaming import WARM_UP_TIMEOUT, warm_gateway
 from bench.wsload import close_sockets, open_sockets, raise_open_files_limit, run
 
 CONVERSATIONS = 50
@@ -172,8 +173,16 @@ async def gateway_load(project: Project, seconds: float) -> Samples:
     return samples
 
 
+async def _warm_sdk(url: str) -> None:
+    """One whole stream through the SDK before anything is measured (first-use costs)."""
+    async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as client:
+        stream = await client.chat.completions.create(model="bench", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        async for _ in stream:
+            pass
+
+
 async def direct_load(url: str, seconds: float) -> Samples:
-    await warm_direct(url)
+    await asyncio.wait_for(_warm_sdk(url), WARM_UP_TIMEOUT)
     samples, end = _window(seconds)
     async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as client:
         conversations = (_direct(client, i, end, samples) for i in range(CONVERSATIONS))

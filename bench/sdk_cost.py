@@ -1,10 +1,14 @@
 """What reading a streamed completion costs a client, in CPU: the ``openai`` SDK against a lean reader.
 
-Not a scenario with a target: the evidence for the orchestrator's biggest lever.  The
-orchestrator reads every token through the SDK, which builds a typed object per SSE
-event; a lean reader (httpx lines, msgspec structs) does the same work for a fraction.
+Not a scenario with a target: the evidence for the orchestrator's stream reader.  The
+SDK's typed stream builds an object per SSE event by reflection; a lean reader (httpx
+lines, msgspec structs: ``bench.lean_reader``, the streaming rig's reader) does the same
+work for a fraction, and the orchestrator now reads the SDK's raw response that way.
 
     python -m bench.sdk_cost [--chunks 20000] [--requests 300]
+
+Three readers: the SDK's typed stream; the orchestrator's (the SDK's raw streaming
+response, read by ``pam_orchestrator.completions``); and the lean reader alone.
 """
 
 from __future__ import annotations
@@ -16,30 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import msgspec
 import openai
+from pam_orchestrator import completions
 
-from bench import results
+from bench import lean_reader, results
 from bench.fake_llm import FakeLLM
+from bench.lean_reader import MESSAGES
 from bench.wsload import run
-
-MESSAGES = [{"role": "user", "content": "hello there"}]
-BODY = {"model": "bench", "messages": MESSAGES, "stream": True}
-
-
-class Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class Choice(msgspec.Struct):
-    delta: Delta
-
-
-class Chunk(msgspec.Struct):
-    choices: list[Choice]
-
-
-_chunk = msgspec.json.Decoder(Chunk)
 
 
 async def sdk_stream(client: openai.AsyncOpenAI, base_url: str) -> int:
@@ -47,13 +34,16 @@ async def sdk_stream(client: openai.AsyncOpenAI, base_url: str) -> int:
     return sum([1 async for chunk in stream if chunk.choices and chunk.choices[0].delta.content])
 
 
+async def orchestrator_stream(client: openai.AsyncOpenAI, base_url: str) -> int:
+    """What the orchestrator does: the SDK sends the request, ``completions`` reads its raw response."""
+    create = client.chat.completions.with_streaming_response.create
+    async with create(model="bench", messages=MESSAGES, stream=True) as response:  # type: ignore[arg-type]
+        reads = completions.events(response.http_response)
+        return sum([1 async for found in reads for chunk in found if chunk.choices and chunk.choices[0].delta.content])
+
+
 async def lean_stream(client: httpx.AsyncClient, base_url: str) -> int:
-    tokens = 0
-    async with client.stream("POST", f"{base_url}/chat/completions", json=BODY) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("data: {"):
-                tokens += any(c.delta.content for c in _chunk.decode(line[6:]).choices)
-    return tokens
+    return sum([1 async for _ in lean_reader.contents(client, base_url)])
 
 
 async def cpu_per(read: Callable[[Any, str], Awaitable[int]], client: Any, url: str, repeats: int) -> float:
@@ -68,9 +58,14 @@ async def cpu_per(read: Callable[[Any, str], Awaitable[int]], client: Any, url: 
 async def measure(url: str, repeats: int) -> dict[str, float]:
     async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as sdk:
         sdk_us = await cpu_per(sdk_stream, sdk, url, repeats)
-    async with httpx.AsyncClient() as lean:
+        raw_us = await cpu_per(orchestrator_stream, sdk, url, repeats)
+    async with lean_reader.client() as lean:
         lean_us = await cpu_per(lean_stream, lean, url, repeats)
-    return {"openai_sdk_us": round(sdk_us, 1), "httpx_msgspec_us": round(lean_us, 1)}
+    return {
+        "openai_sdk_us": round(sdk_us, 1),
+        "sdk_raw_response_msgspec_us": round(raw_us, 1),
+        "httpx_msgspec_us": round(lean_us, 1),
+    }
 
 
 def main() -> None:

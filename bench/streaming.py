@@ -3,8 +3,10 @@
 The largest N for which every token reaches its client within 50 ms (p99) of being
 emitted, none is lost, and every answer ends with its ``chat_response`` (an ``error`` end,
 or none, fails the trial however fast its tokens came).  Beside it, the rig's own
-ceiling: the same test server read directly by this load generator with the ``openai``
-SDK, no gateway or NATS between.
+ceiling: the same test server read directly by this load generator with the lean reader
+(``bench.lean_reader``: httpx + msgspec, what the orchestrator's own reader costs), no
+gateway or NATS between.  Until 2026-12 the rig read with the ``openai`` SDK's typed
+stream, which made the load generator the bottleneck of its own ceiling.
 Target: N >= 500 and N >= 0.5x the rig's ceiling.
 
 Each token's text carries its CLOCK_MONOTONIC emit time (``bench.fake_llm``), so its
@@ -23,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import openai
+import httpx
 
-from bench import cli, profiles, results
+from bench import cli, lean_reader, profiles, results
 from bench.fake_llm import FakeLLM
 from bench.frames import CHAT, is_chunk, is_error, is_final
 from bench.meters import scenario_meter
@@ -40,7 +42,6 @@ STAGGER_SECONDS = 1.0
 GRACE_SECONDS = 20.0
 WARM_UP_TIMEOUT = 30.0
 TOKEN = re.compile(r"t=(\d+);i=(\d+)")
-MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 @dataclass
@@ -104,17 +105,14 @@ async def _over_gateway(ws: Any, start_in: float, collector: Collector) -> None:
         collector.counts.append(len(seen))
 
 
-async def _direct(client: openai.AsyncOpenAI, start_in: float, collector: Collector) -> None:
+async def _direct(client: httpx.AsyncClient, url: str, start_in: float, collector: Collector) -> None:
     await asyncio.sleep(start_in)
     seen: set[int] = set()
     try:
-        stream = await client.chat.completions.create(model="bench", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-        async for chunk in stream:
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    collector.take(choice.delta.content, seen)
+        async for content in lean_reader.contents(client, url):
+            collector.take(content, seen)
         collector.finished += 1
-    except openai.OpenAIError as exc:
+    except httpx.HTTPError as exc:
         collector.failed(repr(exc))
     finally:
         collector.counts.append(len(seen))
@@ -142,8 +140,8 @@ async def gateway_load(project: Project, n: int, plan: Plan) -> Collector:
 
 async def direct_load(url: str, n: int, plan: Plan) -> Collector:
     collector = Collector()
-    async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as client:
-        await _gather([_direct(client, STAGGER_SECONDS * i / n, collector) for i in range(n)], plan)
+    async with lean_reader.client() as client:
+        await _gather([_direct(client, url, STAGGER_SECONDS * i / n, collector) for i in range(n)], plan)
     return collector
 
 
@@ -165,15 +163,14 @@ async def warm_gateway(project: Project) -> None:
         await ws.close()
 
 
-async def _whole_stream(client: openai.AsyncOpenAI) -> None:
-    stream = await client.chat.completions.create(model="bench", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-    async for _ in stream:
+async def _whole_stream(client: httpx.AsyncClient, url: str) -> None:
+    async for _ in lean_reader.contents(client, url):
         pass
 
 
 async def warm_direct(url: str) -> None:
-    async with openai.AsyncOpenAI(api_key="sk-bench", base_url=url, max_retries=0) as client:
-        await asyncio.wait_for(_whole_stream(client), WARM_UP_TIMEOUT)
+    async with lean_reader.client() as client:
+        await asyncio.wait_for(_whole_stream(client, url), WARM_UP_TIMEOUT)
 
 
 def judge(n: int, collector: Collector, plan: Plan, llm: FakeLLM, cpu: dict[str, float]) -> Trial:
@@ -285,7 +282,7 @@ def main() -> None:
     quick = Plan(3, [50, 100, 200, 400], 1)
     plan = quick if args.quick else Plan(10, [50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000], 2)
     load_before = results.load_average()
-    print("rig ceiling (openai SDK straight to the test server):", flush=True)
+    print("rig ceiling (lean reader, httpx + msgspec, straight to the test server):", flush=True)
     rig = measure_rig(plan)
     print("project (gateway, NATS, orchestrator):", flush=True)
     project = measure_project(plan, args)
