@@ -105,12 +105,11 @@ async def test_a_resume_replays_the_answers_to_pending_chats_below_last_event_id
     url = f"/ws/u4?token={token('u4')}"
     async with await connected(gateway.ws_url(url)) as client:
         answered = (await client.chat("how much was diesel?", "u4", message_id="m1"))[-1]
-    later = await push(
-        nats_url, namespace, "u4", {"type": "ui_actions", "actions": [{"type": "navigate", "target": "/x"}]}
-    )
-    assert later > answered["event_id"]
 
     async with await connected(gateway.ws_url(url)) as client:
+        navigate = {"type": "ui_actions", "actions": [{"type": "navigate", "target": "/x"}]}
+        later = await push(nats_url, namespace, "u4", navigate)
+        assert (await client.recv())["event_id"] == later > answered["event_id"]  # seen live
         await client.send({"type": "resume", "last_event_id": later, "pending": ["m1"]})
         replayed = await client.recv()
         await client.send({"type": "ping"})
