@@ -120,6 +120,7 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
             names.frames_stream,
             f"KV_{names.rate_bucket}",
             f"KV_{names.idempotency_bucket}",
+            f"KV_{names.turns_bucket}",
         )
         asyncio.run(_delete_streams(nats_url, *streams))
 

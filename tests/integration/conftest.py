@@ -5,20 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pam_shared.subjects import Subjects
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
@@ -43,6 +35,7 @@ async def names(namespace: str, nc: Client) -> AsyncIterator[Subjects]:
         subjects.frames_stream,
         f"KV_{subjects.rate_bucket}",
         f"KV_{subjects.idempotency_bucket}",
+        f"KV_{subjects.turns_bucket}",
     )
     for stream in made:
         with contextlib.suppress(NotFoundError):

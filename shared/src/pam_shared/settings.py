@@ -127,6 +127,7 @@ class OrchestratorSettings(Settings):
     progress_interval_seconds: float
     chunk_window_ms: float
     history_turns: int
+    conversation_idle_minutes: float
     resume_window_seconds: float
 
 
@@ -219,6 +220,7 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
+        conversation_idle_minutes=_idle_minutes(read),
         resume_window_seconds=_resume_window(read),
     )
 
@@ -234,7 +236,7 @@ def load_persistence_settings(env: Mapping[str, str] | None = None) -> Persisten
         database_url=database_url,
         persist_batch_size=int(read.number("PAM_PERSIST_BATCH_SIZE", 500, low=1, high=10_000)),
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
-        conversation_idle_minutes=read.number("PAM_CONVERSATION_IDLE_MINUTES", 30.0, low=0.01),
+        conversation_idle_minutes=_idle_minutes(read),
         db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
     )
 
@@ -304,6 +306,11 @@ def _journal(read: _Reader) -> JournalSettings:
 
 def _resume_window(read: _Reader) -> float:
     return read.number("PAM_RESUME_WINDOW_SECONDS", 900.0, low=1)
+
+
+def _idle_minutes(read: _Reader) -> float:
+    """Persistence splits conversations at this idle gap; orchestrators keep recent turns as long."""
+    return read.number("PAM_CONVERSATION_IDLE_MINUTES", 30.0, low=0.01)
 
 
 def _default_instance_id() -> str:

@@ -81,6 +81,11 @@ class Subjects:
         return f"{self.namespace.upper().replace('-', '_')}_CHATS"
 
     @property
+    def turns_bucket(self) -> str:
+        """The key-value bucket where orchestrators keep each user's recent turns (``pam_orchestrator.turns``)."""
+        return f"{self.namespace.upper().replace('-', '_')}_TURNS"
+
+    @property
     def events_stream(self) -> str:
         """The JetStream stream that carries everything persistence writes."""
         return f"{self.namespace.upper().replace('-', '_')}_EVENTS"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pam_shared import logs
@@ -17,6 +18,9 @@ from pam_orchestrator.intents import classify
 from pam_orchestrator.replies import ReplyStream
 
 log = logging.getLogger("pam.orchestrator.answer")
+
+BeforeEnd = Callable[[str | None], Awaitable[None]]
+"""Called with the answer's text (None when it failed) just before the end is sent."""
 
 
 @dataclass
@@ -33,12 +37,18 @@ class Outcome:
 
 
 async def answer(
-    request: ChatRequest, engine: Engine, replies: ReplyStream, history: list[Turn], progress_every: float
+    request: ChatRequest,
+    engine: Engine,
+    replies: ReplyStream,
+    history: list[Turn],
+    progress_every: float,
+    before_end: BeforeEnd | None = None,
 ) -> Outcome:
     """Stream ``engine``'s answer; the gateway always gets exactly one final frame.
 
     While the engine is quiet, a progress message goes out every ``progress_every``
-    seconds, so the gateway can tell a slow model from a dead worker.
+    seconds, so the gateway can tell a slow model from a dead worker.  ``before_end``
+    runs before that frame goes out, so whatever follows the end can rely on it.
     """
     extra = {"session_id": request.session_id, "user_id": request.user_id, "message_id": replies.message_id}
     intent = classify(request.message)
@@ -56,10 +66,14 @@ async def answer(
             else:
                 await replies.ui_actions(piece)
         text = replies.text or tools.describe(replies.actions)
+        if before_end is not None:
+            await before_end(text)
         await replies.finish(text, intent, cut)
     except EngineFailure as exc:
         log.warning("LLM failed: %s", exc.kind, extra={**extra, "marker": logs.ERROR})
         error_code, error_kind = "llm_error", exc.kind
+        if before_end is not None:
+            await before_end(None)
         await replies.fail(error_code, {"kind": exc.kind})
     except Exception:
         log.exception("answer failed", extra={**extra, "marker": logs.ERROR})

@@ -22,11 +22,11 @@ from pam_shared.settings import OrchestratorSettings
 from pam_orchestrator import metrics
 from pam_orchestrator.answer import answer
 from pam_orchestrator.engine import Engine
-from pam_orchestrator.history import recent_turns
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
+from pam_orchestrator.turns import RecentTurns
 
 log = logging.getLogger("pam.orchestrator")
 
@@ -42,6 +42,7 @@ class Orchestrator:
         self.service: Service | None = None
         self.journal: Journal | None = None
         self.debug_switch: Subscription | None = None
+        self.turns: RecentTurns | None = None
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -53,6 +54,9 @@ class Orchestrator:
         await self.journal.start(replicas)
         window = self.settings.resume_window_seconds
         await delivery.ensure_frames_stream(self.nc.jetstream(), self.names, window, replicas)
+        gap = self.settings.conversation_idle_minutes * 60
+        self.turns = RecentTurns(self.nc, self.names, self.settings.history_turns, gap)
+        await self.turns.start(replicas)
         self.debug_switch = await debugging.listen(self.nc, self.names)
         self.service = await add_service(
             self.nc,
@@ -97,15 +101,15 @@ class Orchestrator:
         task.add_done_callback(self.inflight.discard)
 
     async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
-        """Answer one chat, then record it for persistence (demo sessions are not recorded)."""
-        assert self.nc is not None and self.journal is not None
+        """Answer one chat, then record it for persistence (demo sessions are not recorded).
+        The model sees the conversation's earlier turns (the offline engine needs none)."""
+        assert self.turns is not None and self.journal is not None
         engine = self.engine_for(chat)
-        history = (
-            [] if engine is self.offline else await recent_turns(self.nc, self.names, chat, self.settings.history_turns)
-        )
+        recall = None if engine is self.offline else await self.turns.recall(chat)
+        history, keep = (recall.turns, recall.keep) if recall else ([], None)
         metrics.inflight.inc()
         try:
-            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds)
+            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds, keep)
         finally:
             metrics.inflight.dec()
         metrics.record(outcome, engine.name)
