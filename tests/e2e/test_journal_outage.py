@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -60,13 +60,6 @@ def stack(stack, cluster: NatsCluster):
     for index in range(len(cluster.nodes)):
         cluster.start_node(index)
     cluster.wait_healthy(60)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 async def replicated_events_stream(url: str, names: Subjects) -> None:

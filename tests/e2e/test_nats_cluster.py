@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import nats
 import pytest
@@ -67,13 +66,6 @@ def stack(stack, cluster: NatsCluster):
     for index in range(len(cluster.nodes)):
         cluster.start_node(index)
     cluster.wait_healthy(60)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
-import pytest
 from support.client import PamClient, chat_frame
 from support.persistence import count, until
 from support.tokens import token
 
 USERS, CHATS_EACH = 10, 10
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 async def chat(gateway, user: str, messages: list[str]) -> list[dict]:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import asyncpg
 import httpx
 import pytest
 from support.client import PamClient, chat_frame
 from support.persistence import count, until
 from support.tokens import token
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 def bearer(user: str, **claims: str) -> dict[str, str]:

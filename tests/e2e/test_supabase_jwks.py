@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import pytest
 from support.client import PamClient, chat_frame, refused
@@ -16,13 +15,6 @@ from support.persistence import count, until
 def supabase() -> Iterator[JwksServer]:
     with JwksServer([SigningKey.es256()]) as server:
         yield server
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 async def test_an_es256_token_opens_a_live_socket_and_reads_the_api(stack, database_url, db, supabase):
