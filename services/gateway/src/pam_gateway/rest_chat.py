@@ -84,12 +84,13 @@ class RestChat:
             return _refusal(400, "invalid_message", str(exc))
         if body.user_id is not None and not identity.owns(body.user_id):
             return _refusal(403, "user_mismatch")
-        retry_after = await self.path.quota.take(identity.user_id if not identity.demo else "demo@rest")
+        client_ip = request.client.host if request.client else "unknown"
+        retry_after = await self.path.quota.take(f"demo@{client_ip}" if identity.demo else identity.user_id)
         if retry_after:
             metrics.rate_limited.labels("user").inc()
             return _refusal(429, "rate_limited", headers={"Retry-After": str(int(retry_after) + 1)})
         collected, chat_id = await self._answer(identity, body)
-        return _answer(collected, body.session_id or chat_id, chat_id, time.monotonic() - started)
+        return _response(collected, body.session_id or chat_id, chat_id, time.monotonic() - started)
 
     async def _identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -134,7 +135,7 @@ async def _ended(collected: Collected) -> None:
         await asyncio.wait_for(collected.done.wait(), ANSWER_WAIT_SECONDS)
 
 
-def _answer(collected: Collected, session_id: str, chat_id: str, took: float) -> Response:
+def _response(collected: Collected, session_id: str, chat_id: str, took: float) -> Response:
     end = collected.end
     if end is None:
         return _refusal(504, "timeout")
