@@ -2,23 +2,26 @@
 
 Starts real ``pam-persistence`` processes on a database and NATS namespace of its own, then
 
-1. steady: publishes ``--events`` events (each chat is a user message, an assistant message
-   and an analytics event) at ``--rate`` events/s, sampling the shared consumer's lag
+1. steady: publishes ``--events`` events (each chat is a user message and an ``answer``
+   carrying the assistant message and its analytics: three rows; with ``--old-style``, the
+   assistant message and the analytics event apart, as orchestrators published them before
+   ``answer``) at ``--rate`` events/s, sampling the shared consumer's lag
    (``num_pending + num_ack_pending`` from consumer info) as it goes;
 2. backlog: stops persistence, publishes ``--backlog`` events, starts it again and times
-   the drain (the "persistence was down" case, and the most it can write per second);
-3. yardsticks: the very rows that were written (``messages`` and ``analytics_events``, one
-   row per event), emptied out and written back into the same tables in the order their
+   the drain in rows/s (the "persistence was down" case, and the most it can write per second);
+3. yardsticks: the very rows that were written (``messages`` and ``analytics_events``),
+   emptied out and written back into the same tables in the order their
    events came, one transaction per batch: with asyncpg's raw COPY, and with each way the
-   writer could insert them (executemany, COPY into a temporary table + INSERT ... SELECT,
-   INSERT ... SELECT FROM unnest), all with ``ON CONFLICT DO NOTHING`` except the raw COPY.
+   writer could insert them idempotently (executemany, COPY into a temporary table + INSERT
+   ... SELECT, INSERT ... SELECT FROM unnest, all with ``ON CONFLICT DO NOTHING``; and the
+   writer's own: look up which ids are stored, COPY the rest).
    The drain also upserts users and conversations (derived from the events): that work
    is the pipeline's own, and stays out of the yardsticks.
 
 Prints a table and writes ``bench/results/persistence_ingest.json``; drops its database and
 stream afterwards.  ``--quick`` finishes in well under a minute.
 
-    .venv/bin/python bench/persistence_ingest.py [--quick] [--events N] [--rate R] [--instances K]
+    .venv/bin/python bench/persistence_ingest.py [--quick] [--events N] [--rate R] [--instances K] [--old-style]
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ import asyncpg
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from pam_shared.events import SUBJECT_KIND, AnalyticsEvent, AssistantMessage, Event, UserMessage, event_encoder
+from pam_shared.events import (
+    SUBJECT_KIND,
+    AnalyticsEvent,
+    Answer,
+    AssistantMessage,
+    Event,
+    UserMessage,
+    event_encoder,
+)
 from pam_shared.journal import ensure_stream
 from pam_shared.subjects import Subjects
 
@@ -59,6 +70,8 @@ DRAIN_POLL_SECONDS = 0.02
 USERS = 500
 METHOD_REPEATS = 3
 SMALL_BATCH = 20
+ROWS = {UserMessage: 1, AssistantMessage: 1, AnalyticsEvent: 1, Answer: 2}
+"""Rows each kind of event becomes (an answer: its message and its analytics)."""
 
 
 @dataclass
@@ -69,6 +82,7 @@ class Options:
     instances: int
     batch_size: int
     flush_ms: float
+    old_style: bool
     nats_url: str
     postgres_url: str
 
@@ -98,6 +112,7 @@ def parse() -> Options:
     parser.add_argument("--instances", type=int, default=1, help="persistence processes (default 1)")
     parser.add_argument("--batch-size", type=int, default=500, help="PAM_PERSIST_BATCH_SIZE")
     parser.add_argument("--flush-ms", type=float, default=50.0, help="PAM_PERSIST_FLUSH_MS")
+    parser.add_argument("--old-style", action="store_true", help="assistant message + analytics event per chat")
     args = parser.parse_args()
     quick = args.quick
     return Options(
@@ -107,28 +122,39 @@ def parse() -> Options:
         instances=args.instances,
         batch_size=args.batch_size,
         flush_ms=args.flush_ms,
+        old_style=args.old_style,
         nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
         postgres_url=os.environ.get("PAM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
 
 
-def chat_events(users: list[str]) -> list[Event]:
-    """One chat's three events, as the gateway and an orchestrator record them."""
+def chat_events(users: list[str], old_style: bool) -> list[Event]:
+    """One chat's events, as the gateway and an orchestrator record them (before ``answer``: three)."""
     user, now, answer = random.choice(users), time.time(), uuid.uuid4().hex
     asked = f"q-{uuid.uuid4().hex[:8]}"
+    question = UserMessage(
+        uuid.uuid4().hex, "bench", user, "I spent $42 on diesel in Longreach", now, asked, "Queensland"
+    )
+    text = "Logged $42 for fuel."
+    if not old_style:
+        return [question, Answer(answer, "bench", user, text, "expense", now, "offline", None, "bench", 12.5, asked)]
     return [
-        UserMessage(uuid.uuid4().hex, "bench", user, "I spent $42 on diesel in Longreach", now, asked, "Queensland"),
-        AssistantMessage(answer, "bench", user, answer, "Logged $42 for fuel.", "expense", now, asked),
+        question,
+        AssistantMessage(answer, "bench", user, answer, text, "expense", now, asked),
         AnalyticsEvent(uuid.uuid4().hex, "bench", user, answer, "expense", "offline", None, "bench", 12.5, now),
     ]
 
 
-def events_for(count: int) -> list[Event]:
+def events_for(count: int, old_style: bool) -> list[Event]:
     users = [f"user-{i}" for i in range(USERS)]
     events: list[Event] = []
     while len(events) < count:
-        events.extend(chat_events(users))
+        events.extend(chat_events(users, old_style))
     return events[:count]
+
+
+def rows_of(events: list[Event]) -> int:
+    return sum(ROWS[type(e)] for e in events)
 
 
 async def publish(js: JetStreamContext, names: Subjects, event: Event) -> None:
@@ -206,7 +232,7 @@ class Fleet:
 
 async def steady(js: JetStreamContext, names: Subjects, options: Options, results: Results) -> None:
     """Publish at a steady rate while a sampler records lag; then wait for the writer to catch up."""
-    events = events_for(options.events)
+    events = events_for(options.events, options.old_style)
     published = [0]
     sampler = asyncio.create_task(sample(js, names, published, results.samples))
     started = time.monotonic()
@@ -226,6 +252,7 @@ async def steady(js: JetStreamContext, names: Subjects, options: Options, result
     lags = [s.lag for s in results.samples]
     results.steady = {
         "events": options.events,
+        "rows": rows_of(events),
         "published_per_second": round(options.events / publish_seconds),
         "written_per_second": round(options.events / total_seconds),
         "catch_up_seconds": round(total_seconds - publish_seconds, 3),
@@ -245,7 +272,8 @@ async def backlog(nc: Client, names: Subjects, fleet: Fleet, options: Options, r
     """Persistence down while events pile up; started again, how fast does it drain them?"""
     js = nc.jetstream()
     fleet.stop()
-    for event in events_for(options.backlog):
+    events = events_for(options.backlog, options.old_style)
+    for event in events:
         await publish(js, names, event)
     await js.publish_async_completed()
     fleet.start()
@@ -255,14 +283,27 @@ async def backlog(nc: Client, names: Subjects, fleet: Fleet, options: Options, r
     seconds = time.monotonic() - started
     results.backlog = {
         "events": options.backlog,
+        "rows": rows_of(events),
         "drain_seconds": round(seconds, 3),
         "written_per_second": round(options.backlog / seconds),
+        "rows_per_second": round(rows_of(events) / seconds),
     }
 
 
 WRITTEN_TABLES = ("messages", "analytics_events")
 """The tables the drain writes one row per event into: what the yardsticks write again."""
-METHODS = ("copy (raw, no conflict check)", "executemany", "copy to temp + insert select", "unnest")
+METHODS = (
+    "copy (raw, no conflict check)",
+    "executemany",
+    "copy to temp + insert select",
+    "unnest",
+    "stored-id check + copy",
+)
+STORED_IDS = """
+SELECT stored.id FROM unnest($1::text[]) AS wanted (id),
+    LATERAL (SELECT id FROM {table} WHERE id = wanted.id LIMIT 1) AS stored
+"""
+"""The writer's look-up (``pam_persistence.store``): an index probe per id."""
 COLUMN_TYPES = """
 SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum
@@ -303,6 +344,9 @@ async def insert(conn: asyncpg.Connection, method: str, table: Table, rows: list
     elif method == "executemany":
         values = ", ".join(f"${i + 1}" for i in range(len(table.types)))
         await conn.executemany(f"INSERT INTO {table.name} VALUES ({values}) ON CONFLICT DO NOTHING", rows)
+    elif method == "stored-id check + copy":
+        stored_ids = {r["id"] for r in await conn.fetch(STORED_IDS.format(table=table.name), [r["id"] for r in rows])}
+        await conn.copy_records_to_table(table.name, records=[r for r in rows if r["id"] not in stored_ids])
     elif method == "copy to temp + insert select":
         await conn.copy_records_to_table(f"staged_{table.name}", records=rows)
         await conn.execute(f"INSERT INTO {table.name} SELECT * FROM staged_{table.name} ON CONFLICT DO NOTHING")
@@ -373,7 +417,7 @@ async def run(options: Options) -> Results:
                 await backlog(nc, names, fleet, options, results)
             finally:
                 fleet.stop()
-            await check_complete(database_url, options.events + options.backlog)
+            await check_complete(database_url, results.steady["rows"] + results.backlog["rows"])
             await yardsticks(database_url, options, results)
     finally:
         await js.delete_stream(names.events_stream)
@@ -381,27 +425,31 @@ async def run(options: Options) -> Results:
     return results
 
 
-async def check_complete(database_url: str, events: int) -> None:
-    """Every published event is a row: the numbers above count nothing that was lost."""
+async def check_complete(database_url: str, expected: object) -> None:
+    """Every published event is its rows: the numbers above count nothing that was lost."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetchval("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM analytics_events)")
     finally:
         await conn.close()
-    if rows != events:
-        raise RuntimeError(f"{events} events published but {rows} rows stored")
+    if rows != expected:
+        raise RuntimeError(f"{expected} rows published but {rows} rows stored")
 
 
 def report(results: Results) -> None:
     o, s, b, y = results.options, results.steady, results.backlog, results.yardsticks
     print(
-        f"persistence ingest: {o['instances']} instance(s), batch {o['batch_size']}, flush {o['flush_ms']:g} ms"
+        f"persistence ingest: {o['instances']} instance(s), batch {o['batch_size']}, flush {o['flush_ms']:g} ms,"
+        f" {'old-style events (3 per chat)' if o['old_style'] else 'answer events (2 per chat)'}"
         f" (load average {o['load_average_at_start']:.1f} on {os.cpu_count()} CPUs at start)"
     )
     print(f"  steady   {s['events']} events offered at {o['rate']:g}/s (published {s['published_per_second']}/s):")
     print(f"           written {s['written_per_second']}/s, caught up {s['catch_up_seconds']} s after the last publish")
     print(f"           consumer lag: median {s['lag_p50']:g}, max {s['lag_max']} events")
-    print(f"  backlog  {b['events']} events drained in {b['drain_seconds']} s: {b['written_per_second']} events/s")
+    print(
+        f"  backlog  {b['events']} events ({b['rows']} rows) drained in {b['drain_seconds']} s:"
+        f" {b['written_per_second']} events/s, {b['rows_per_second']} rows/s"
+    )
     print(f"  lag over time (every {SAMPLE_SECONDS} s; t, published, lag):")
     step = max(1, len(results.samples) // 12)
     for sample in results.samples[::step]:
@@ -413,8 +461,8 @@ def report(results: Results) -> None:
         if method != "rows":
             print(f"           {method:32} " + " ".join(f"{v:>10}" for v in by_batch.values()))
     raw = y["copy (raw, no conflict check)"][f"batch {o['batch_size']}"]
-    ratio = b["written_per_second"] / raw
-    print(f"  pipeline drain / raw COPY: {b['written_per_second']} / {raw} = {ratio:.2f}")
+    ratio = b["rows_per_second"] / raw
+    print(f"  pipeline drain / raw COPY (rows/s): {b['rows_per_second']} / {raw} = {ratio:.2f}")
 
 
 def main() -> None:

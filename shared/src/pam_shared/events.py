@@ -2,6 +2,12 @@
 
 Each has an ``event_id`` that is also its ``Nats-Msg-Id`` (so a retried publish is
 stored once) and its primary key in PostgreSQL (so a redelivery writes no second row).
+
+A finished answer is one ``Answer`` (its message and its analytics row, one publish); an
+answer that failed is an ``AnalyticsEvent`` alone.  ``AssistantMessage`` and an
+``AnalyticsEvent`` per answer are what orchestrators published before ``Answer``: persistence
+still stores them, so events already in the stream during a deploy are kept.  Deploy
+persistence first: an older one parks an ``Answer`` in ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -60,9 +66,39 @@ class AnalyticsEvent(msgspec.Struct, tag_field="kind", tag="analytics"):
     trace_id: str | None = None
 
 
-Event = UserMessage | AssistantMessage | AnalyticsEvent
+class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
+    """A finished answer and how it went, in one event: the assistant message and its analytics.
+
+    ``event_id`` is the message id; it keys both rows (``messages``, ``analytics_events``),
+    so a redelivered answer writes neither twice.
+    """
+
+    event_id: str
+    session_id: str
+    user_id: str
+    content: str
+    intent: str
+    created_at: float
+    engine: str
+    model: str | None
+    orchestrator: str
+    total_ms: float
+    reply_to: str | None = None
+    ui_actions: list[UiAction] = []
+    time_to_first_chunk_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    trace_id: str | None = None
+
+
+Event = UserMessage | AssistantMessage | AnalyticsEvent | Answer
 
 event_encoder = msgspec.json.Encoder()
 event_decoder = msgspec.json.Decoder(Event)
 
-SUBJECT_KIND = {UserMessage: "user_message", AssistantMessage: "assistant_message", AnalyticsEvent: "analytics"}
+SUBJECT_KIND = {
+    UserMessage: "user_message",
+    AssistantMessage: "assistant_message",
+    AnalyticsEvent: "analytics",
+    Answer: "answer",
+}

@@ -53,7 +53,9 @@ class Persistence:
         replicas = await jetstream.replicas(self.nc, names, settings.nats.replicas)
         await ensure_stream(js, names, replicas)
         self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
-        self.writer = Writer(js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap)
+        self.writer = Writer(
+            self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap
+        )
         await self.writer.start(self.tasks, replicas)
         answers = Answers(self.pool, self.gap)
         self.service = await add_service(

@@ -2,6 +2,15 @@
 
 Every instance pulls from the same durable consumer, so instances share the work, and
 the events an instance dies holding go to the others once ``ACK_WAIT_SECONDS`` pass.
+
+Acks are explicit, one per event, sent only after the batch's commit and back to back
+(each is a plain publish into the client's buffer, flushed together; nothing waits for
+the server): measured at about 3 µs per event.  ``AckPolicy.ALL`` (one ack per batch) is
+not safe here: the consumer is shared, and acking sequence N acks every earlier message
+pending anywhere, including a batch another instance holds and has not committed; if
+that instance then dies, its events are never redelivered.  One consumer per instance
+would make it safe but would stop instances sharing the stream.  An ack lost after a
+commit only means a redelivery, which the write skips (``store``).
 While PostgreSQL is unreachable a batch is held, not acked: the writer retries with
 backoff and tells JetStream it is still working on those events (so they are not
 handed to anyone else meanwhile); the events behind them wait in the stream.
@@ -20,9 +29,10 @@ from datetime import timedelta
 
 import asyncpg
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig
 from pam_shared import logs
 from pam_shared.background import Tasks
 from pam_shared.events import Event, event_decoder
@@ -30,6 +40,7 @@ from pam_shared.subjects import Subjects
 
 from pam_persistence import metrics, store
 from pam_persistence.db import REFUSED_BY_DATABASE, describe, retry_delays
+from pam_persistence.pull import Puller
 
 log = logging.getLogger("pam.persistence.writer")
 
@@ -37,10 +48,6 @@ ACK_WAIT_SECONDS = 30.0
 MAX_ACK_PENDING = 20_000
 IDLE_FETCH_SECONDS = 0.5
 """How long one pull waits for a first event; also how long stopping can take when idle."""
-DELIVERY_TIMEOUT_SECONDS = 0.2
-"""Time for a batch of waiting events to arrive: a pull that gives up sooner leaves the late ones
-queued locally (and slows the next pull), one that waits longer delays the batch when another
-instance took those events first."""
 ERROR_PAUSE_SECONDS = 1.0
 VALID_TIMES = (0.0, 32_503_680_000.0)
 """``created_at`` must fall in 1970..3000 to become a timestamp."""
@@ -58,6 +65,7 @@ class Item:
 class Writer:
     def __init__(
         self,
+        nc: Client,
         js: JetStreamContext,
         pool: asyncpg.Pool,
         names: Subjects,
@@ -65,6 +73,7 @@ class Writer:
         flush_ms: float,
         gap: timedelta,
     ) -> None:
+        self.nc = nc
         self.js = js
         self.pool = pool
         self.names = names
@@ -72,7 +81,7 @@ class Writer:
         self.flush_seconds = flush_ms / 1000
         self.gap = gap
         self._stopping = asyncio.Event()
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: Puller | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, tasks: Tasks, replicas: int) -> None:
@@ -82,13 +91,15 @@ class Writer:
             name=durable,
             durable_name=durable,
             filter_subject=self.names.events_wildcard,
+            ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_SECONDS,
             max_ack_pending=MAX_ACK_PENDING,
             max_deliver=-1,
             num_replicas=replicas,
         )
         await self.js.add_consumer(stream, config)
-        self._sub = await self.js.pull_subscribe_bind(durable, stream)
+        self._puller = Puller(self.nc, stream, durable, IDLE_FETCH_SECONDS)
+        await self._puller.start()
         self._task = tasks.start("persistence-writer", self._run())
 
     async def stop(self) -> None:
@@ -96,9 +107,8 @@ class Writer:
         self._stopping.set()
         if self._task is not None:
             await self._task
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+        if self._puller is not None:
+            await self._puller.close()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -111,24 +121,12 @@ class Writer:
                 await self._stopped_within(ERROR_PAUSE_SECONDS)
 
     async def _next_batch(self) -> list[Msg]:
-        """Wait for a first event, then take the ones already waiting behind it, or if none
-        are, whatever arrives within the flush interval (so a quiet stream is written at once
-        and a backlog in full batches)."""
-        batch = await self._fetch(1, IDLE_FETCH_SECONDS)
-        if not batch or self.batch_size == 1:
-            return batch
-        metrics.consumer_lag.set(batch[0].metadata.num_pending or 0)
-        waiting = min(batch[0].metadata.num_pending or 0, self.batch_size - 1)
-        if waiting:
-            return batch + await self._fetch(waiting, DELIVERY_TIMEOUT_SECONDS)
-        return batch + await self._fetch(self.batch_size - 1, self.flush_seconds)
-
-    async def _fetch(self, count: int, timeout: float) -> list[Msg]:
-        assert self._sub is not None
-        try:
-            return await self._sub.fetch(count, timeout=timeout)
-        except TimeoutError:  # nats-py raises its own subclass, or the builtin one when a pull outlives its deadline
-            return []
+        """A full batch when events are waiting, whatever came within the flush interval otherwise."""
+        assert self._puller is not None
+        batch = await self._puller.next_batch(self.batch_size, self.flush_seconds)
+        if batch:
+            metrics.consumer_lag.set(batch[-1].metadata.num_pending or 0)
+        return batch
 
     async def _handle(self, batch: list[Msg]) -> None:
         items = [_decode(msg) for msg in batch]
