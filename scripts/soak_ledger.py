@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from pam_shared import delivery
-from pam_shared.events import AssistantMessage, UserMessage, event_decoder
+from pam_shared.events import Answer, AssistantMessage, UserMessage, event_decoder
 from pam_shared.subjects import Subjects
 from soak_client import ChatRecord, Connection, SoakClient
 
@@ -84,7 +84,7 @@ class Journal:
         if isinstance(event, UserMessage) and event.client_message_id:
             at = round(event.created_at - self.offset, 3)
             self.read[event.client_message_id] = Read(at, event.session_id, event.trace_id)
-        elif isinstance(event, AssistantMessage) and event.reply_to:
+        elif isinstance(event, AssistantMessage | Answer) and event.reply_to:
             self.answered.add(event.reply_to)
 
 

@@ -23,7 +23,7 @@ async def test_a_chat_s_trace_id_is_in_the_gateway_orchestrator_and_persistence_
     trace_id = accepted.group(1)
     answered = orchestrator.wait_for(r"answered fuel via openai .*trace_id=([0-9a-f]{32})")
     assert answered.group(1) == trace_id
-    for kind in ("user_message", "assistant_message", "analytics"):
+    for kind in ("user_message", "answer"):
         persistence.wait_for(rf"stored {kind} event .*trace_id={trace_id}")
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from pam_persistence import db as database
+from pam_persistence import store
 from support.persistence import (
     analytics_event,
+    answer,
     assistant_message,
     consumer_settled,
     count,
@@ -41,6 +45,55 @@ async def test_an_event_delivered_twice_is_stored_once(database_url, db, js, nam
     assert await count(db, "analytics_events", "id = $1 AND trace_id = $2", analytics.event_id, trace) == 1
     assert await count(db, "messages") == 3
     assert await count(db, "conversations") == 1
+
+
+async def test_an_answer_is_its_message_and_its_analytics_once_however_often_delivered(
+    database_url, db, js, names, stack
+):
+    stack.persistence(DATABASE_URL=database_url)
+    asked = user_message("u1", "diesel in Longreach?", client_message_id="c1")
+    answered = answer("u1", "$1.95/L", intent="fuel", reply_to="c1", tokens_out=7, time_to_first_chunk_ms=12.5)
+    await publish(js, names, asked, answered)
+    await publish(js, names, answered, dedupe=False)  # a redelivery in the same batch
+    await until(lambda: count(db, "analytics_events"), lambda n: n == 1)
+    await publish(js, names, answered, dedupe=False)  # and in a later one
+    marker = user_message("u1", "marker")
+    await publish(js, names, marker)
+    await until(lambda: count(db, "messages", "id = $1", marker.event_id), lambda n: n == 1)
+
+    message = await db.fetchrow("SELECT role, content, intent, reply_to FROM messages WHERE id = $1", answered.event_id)
+    assert tuple(message) == ("assistant", "$1.95/L", "fuel", "c1")
+    analytics = await db.fetchrow("SELECT * FROM analytics_events")
+    assert analytics["id"] == analytics["message_id"] == answered.event_id
+    assert (analytics["intent"], analytics["tokens_out"], analytics["time_to_first_chunk_ms"]) == ("fuel", 7, 12.5)
+    assert await count(db, "messages") == 3 and await count(db, "analytics_events") == 1
+    assert await until(lambda: consumer_settled(js, names), bool)
+
+
+async def test_old_style_answers_and_new_ones_are_stored_side_by_side_during_a_deploy(
+    database_url, db, js, names, stack
+):
+    stack.persistence(DATABASE_URL=database_url)
+    old_message, old_analytics = assistant_message("u1", "from an old orchestrator"), analytics_event("u1")
+    new = answer("u1", "from a new one")
+    await publish(js, names, old_message, old_analytics, new)
+    await until(lambda: count(db, "analytics_events"), lambda n: n == 2)
+
+    assert await count(db, "messages", "role = 'assistant'") == 2
+    ids = {row["id"] for row in await db.fetch("SELECT id FROM analytics_events")}
+    assert ids == {old_analytics.event_id, new.event_id}
+
+
+async def test_two_instances_writing_the_same_batch_at_once_store_it_once(database_url, db):
+    pool = await database.open_pool(database_url, 4)
+    try:
+        batch = [user_message(f"u{i % 3}", f"asked {i}") for i in range(30)] + [answer(f"u{i % 3}") for i in range(30)]
+        gap = timedelta(minutes=30)
+        await asyncio.gather(*(store.write(pool, batch, [], gap) for _ in range(3)))
+    finally:
+        await pool.close()
+    assert await count(db, "messages") == 60 and await count(db, "analytics_events") == 30
+    assert await count(db, "conversations") == 3
 
 
 async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(database_url, db, js, names, stack):
@@ -147,3 +200,25 @@ async def test_an_idle_gap_starts_a_new_conversation_even_when_events_arrive_out
     assert [(row["region"], row["n"]) for row in rows] == [("Queensland", 3), ("Victoria", 1)]
     assert rows[0]["started_at"].timestamp() == pytest.approx(t0, abs=1e-3)
     assert rows[0]["last_activity_at"].timestamp() == pytest.approx(t0 + 29 * 60, abs=1e-3)
+
+
+async def test_an_instance_killed_holding_a_batch_loses_none_of_it_while_another_acks_later_ones(
+    database_url, db, js, names, stack
+):
+    """Acks are per event: the other instance's acks of later events must not ack the held ones
+    (an ack-all policy would, and they would be gone with the killed instance)."""
+    settings = {"PAM_PERSIST_BATCH_SIZE": "5"}
+    with TcpProxy(database_url) as proxy:
+        holder = stack.persistence(**settings, DATABASE_URL=proxy.url_through(database_url), PAM_INSTANCE_ID="holder")
+        proxy.cut()
+        held = [user_message("u1", f"held {i}") for i in range(10)]
+        await publish(js, names, *held)
+        await asyncio.to_thread(holder.wait_for, "database unavailable")
+        stack.persistence(**settings, DATABASE_URL=database_url, PAM_INSTANCE_ID="writer")
+        later = [user_message("u2", f"later {i}") for i in range(10)]
+        await publish(js, names, *later)
+        await until(lambda: count(db, "messages"), lambda n: n == 10)
+        info = await js.consumer_info(names.events_stream, names.persistence_consumer)
+        assert info.num_ack_pending == 10  # the held ones, not acked along with the later ones
+        holder.kill()
+        await until(lambda: count(db, "messages"), lambda n: n == 20, timeout=45)  # redelivered after ack wait

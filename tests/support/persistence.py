@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from nats.js import JetStreamContext
-from pam_shared.events import SUBJECT_KIND, AnalyticsEvent, AssistantMessage, Event, UserMessage, event_encoder
+from pam_shared.events import SUBJECT_KIND, AnalyticsEvent, Answer, AssistantMessage, Event, UserMessage, event_encoder
 from pam_shared.subjects import Subjects
 
 T = TypeVar("T")
@@ -75,6 +75,22 @@ def analytics_event(
         orchestrator="test",
         total_ms=total_ms,
         created_at=time.time() if at is None else at,
+        **fields,
+    )
+
+
+def answer(user_id: str = "u1", content: str = "hi", at: float | None = None, **fields: Any) -> Answer:
+    return Answer(
+        event_id=uuid.uuid4().hex,
+        session_id=fields.pop("session_id", "s1"),
+        user_id=user_id,
+        content=content,
+        intent=fields.pop("intent", "general"),
+        created_at=time.time() if at is None else at,
+        engine="offline",
+        model=None,
+        orchestrator="test",
+        total_ms=fields.pop("total_ms", 100.0),
         **fields,
     )
 

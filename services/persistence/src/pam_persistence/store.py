@@ -5,10 +5,13 @@ probe per id), and only the rest are placed in a conversation and written, by CO
 into ``messages`` and ``analytics_events``.  Picked by measurement (``bench/persistence_ingest.py``,
 docs/performance.md): this "stored-id check + COPY" costs a fraction of ``INSERT ... ON
 CONFLICT DO NOTHING`` from ``unnest`` arrays or from a COPY into a temporary table, needs no
-temporary table (so it works behind a transaction-mode pooler) and keeps a row per id.  Should
-another instance commit one of the same events between our check and our COPY (a redelivery
-racing its first delivery), the primary key refuses the COPY and the batch is written again,
-this time without the rows now stored.
+temporary table (so it works behind a transaction-mode pooler) and keeps a row per id.  Two
+instances writing the same event (a redelivery racing its first delivery) cannot both pass the
+check: the event's user is in both batches, and the users upsert that opens each transaction
+holds that row until commit, so the second one checks after the first committed (each
+statement sees what was committed before it began).  Were a duplicate ever to reach the COPY,
+the primary key would refuse it; the writer then writes the batch event by event, and the
+check skips the stored one.
 
 An ``Answer``'s analytics row shares its message's id and transaction, so a stored message
 means its analytics row is stored too; only old-style ``AnalyticsEvent`` ids are looked up.
@@ -30,9 +33,6 @@ from pam_shared.events import AnalyticsEvent, Event, UserMessage
 from pam_persistence.conversations import Span, place
 from pam_persistence.rows import ANALYTICS_COLUMNS, MESSAGE_COLUMNS, Message, Split, analytics_row, message_row, moment
 
-RACE_ATTEMPTS = 3
-"""Writes of one batch when another instance keeps committing its events under us."""
-
 
 @dataclass(frozen=True, slots=True)
 class Parked:
@@ -48,14 +48,8 @@ class Parked:
 async def write(pool: asyncpg.Pool, events: Sequence[Event], parked: Sequence[Parked], gap: timedelta) -> None:
     """Store one batch atomically: all of it is committed, or none of it."""
     split = Split.of(events)
-    for attempt in range(1, RACE_ATTEMPTS + 1):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await _write(conn, events, split, parked, gap)
-            return
-        except asyncpg.UniqueViolationError:
-            if attempt == RACE_ATTEMPTS:
-                raise
+    async with pool.acquire() as conn, conn.transaction():
+        await _write(conn, events, split, parked, gap)
 
 
 async def _write(
