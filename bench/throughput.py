@@ -12,6 +12,9 @@ An answer ending in an ``error`` frame is a failure, not a message (a fast error
 raise messages/s), and so is a client left waiting: a round with any failure does not
 count, and the table reports them.
 
+Also reported (``project.nats_messages_per_chat``): the NATS messages one chat costs, by
+kind, counted over one short extra drive (not a measured round; ``bench.nats_count``).
+
 The offline engine streams its answer word by word (28 frames here), so the results
 also carry ``yardstick.streamed``: the same bare relay answering with 28 frames, the
 floor for an answer streamed that way (not a target, the evidence for coalescing).
@@ -28,7 +31,8 @@ from typing import Any
 from bench import cli, profiles, results
 from bench.frames import CHAT, is_error, is_final
 from bench.meters import CpuMeter, scenario_meter
-from bench.project import Project
+from bench.nats_count import MessageCount
+from bench.project import NATS_URL, Project
 from bench.server_options import ServerOptions, resolved
 from bench.stats import summary
 from bench.wsload import close_sockets, open_sockets, raise_open_files_limit, run
@@ -36,6 +40,8 @@ from bench.yardsticks import Yardstick
 
 CLIENTS = 50
 REPLY_TIMEOUT = 10.0
+COUNT_WINDOW = (0.5, 2.0)
+"""Warm-up and counted seconds of the drive that counts NATS messages per chat."""
 
 
 @dataclass
@@ -135,6 +141,12 @@ def _round(urls: list[str], greeted: bool, final: Callable[[str], bool], window:
     return _report(tally, window, meter.used)
 
 
+async def _count_messages(urls: list[str], namespace: str) -> dict[str, float]:
+    async with MessageCount(NATS_URL, namespace) as counter:
+        tally = await measure(urls, True, is_final, Window(*COUNT_WINDOW), counter)  # counts as its meter
+    return counter.per_chat(len(tally.latencies))
+
+
 def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The clean round with the median rate, every round's rate and failures beside it (the machine
     is shared).  Rounds with failed answers do not count; with no clean round the result is not clean."""
@@ -165,8 +177,10 @@ def measure_both(options: ServerOptions, window: Window, rounds: int, args: Any)
             spies = profiles.record(ours, seconds, "profile-throughput") if args.profile and number == 0 else {}
             our_rounds.append(_round(urls, True, is_final, window, ours))
             profiled |= profiles.collect(spies, seconds)
+        per_chat = run(_count_messages(urls, project.namespace))
     yard = {**_median(bare_rounds), "streamed": _median(streamed_rounds)}
-    return {**_median(our_rounds), **({"profiles": profiled} if profiled else {})}, yard
+    measured = {**_median(our_rounds), "nats_messages_per_chat": per_chat}
+    return {**measured, **({"profiles": profiled} if profiled else {})}, yard
 
 
 def checks(project: dict[str, Any], yardstick: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,6 +231,7 @@ def main() -> None:
             "checks": checks(project, yardstick),
         },
     )
+    print(f"NATS messages per chat: {project['nats_messages_per_chat']}")
     print(path)
 
 

@@ -1,0 +1,63 @@
+"""NATS messages per chat: every message published under a run's namespace, counted by kind.
+
+A wildcard subscriber on ``<ns>.>`` and the namespace's key-value buckets (``$KV.<NS>_*``)
+sees every chat request, reply frame, user-subject copy, kept frame and JetStream event
+the services publish; replies that ride ``_INBOX`` (JetStream's publish acks, KV reads,
+request-reply answers) are not counted.  It counts between ``start`` and ``stop``, so it
+can stand where a scenario starts and stops its CPU meter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from pam_shared.subjects import Subjects
+
+GROUPED = {"events", "chat", "persistence"}
+"""Kinds whose second token says what they are (``events.answer``, ``chat.request``)."""
+
+
+class MessageCount:
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url, self.names = url, Subjects(namespace)
+        self.kinds: Counter[str] = Counter()
+        self.counting = False
+        self._nc: Client | None = None
+
+    async def __aenter__(self) -> MessageCount:
+        self._nc = await nats.connect(self.url)
+        names = self.names
+        for subject in (f"{names.namespace}.>", f"$KV.{names.rate_bucket}.>", f"$KV.{names.idempotency_bucket}.>"):
+            await self._nc.subscribe(subject, cb=self._seen)
+        await self._nc.flush()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+
+    def start(self) -> None:
+        self.counting = True
+
+    def stop(self) -> None:
+        self.counting = False
+
+    async def _seen(self, msg: Msg) -> None:
+        if self.counting:
+            self.kinds[self.kind(msg.subject)] += 1
+
+    def kind(self, subject: str) -> str:
+        tokens = subject.split(".")
+        if tokens[0] == "$KV":
+            return f"kv {tokens[1].removeprefix(self.names.namespace.upper() + '_').lower()}"
+        return ".".join(tokens[1:3]) if tokens[1] in GROUPED else tokens[1]
+
+    def per_chat(self, chats: int) -> dict[str, float]:
+        """Messages per chat answered, in total and by kind."""
+        if not chats:
+            return {}
+        by_kind = {kind: round(n / chats, 2) for kind, n in sorted(self.kinds.items())}
+        return {"total": round(sum(self.kinds.values()) / chats, 2), **by_kind}
