@@ -1,6 +1,7 @@
 """NATS messages per chat: every message published under a run's namespace, counted by kind.
 
-A wildcard subscriber on ``<ns>.>`` and the namespace's key-value buckets (``$KV.<NS>_*``)
+A wildcard subscriber on ``<ns>.>`` and on each of the namespace's key-value buckets
+(every ``Subjects.*_bucket``, as ``$KV.<bucket>.>``)
 sees every chat request, reply frame, user-subject copy, kept frame and JetStream event
 the services publish; replies that ride ``_INBOX`` (JetStream's publish acks, KV reads,
 request-reply answers) are not counted.  It counts between ``start`` and ``stop``, so it
@@ -30,7 +31,8 @@ class MessageCount:
     async def __aenter__(self) -> MessageCount:
         self._nc = await nats.connect(self.url)
         names = self.names
-        for subject in (f"{names.namespace}.>", f"$KV.{names.rate_bucket}.>", f"$KV.{names.idempotency_bucket}.>"):
+        buckets = [getattr(names, name) for name in dir(Subjects) if name.endswith("_bucket")]
+        for subject in (f"{names.namespace}.>", *(f"$KV.{bucket}.>" for bucket in buckets)):
             await self._nc.subscribe(subject, cb=self._seen)
         await self._nc.flush()
         return self
