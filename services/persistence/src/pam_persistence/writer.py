@@ -5,15 +5,18 @@ the events an instance dies holding go to the others once ``ACK_WAIT_SECONDS`` p
 
 Acks are explicit, one per event, sent only after the batch's commit and back to back
 (each is a plain publish into the client's buffer, flushed together; nothing waits for
-the server): measured at about 3 µs per event.  ``AckPolicy.ALL`` (one ack per batch) is
+the server): measured at about 2 µs per event.  ``AckPolicy.ALL`` (one ack per batch) is
 not safe here: the consumer is shared, and acking sequence N acks every earlier message
 pending anywhere, including a batch another instance holds and has not committed; if
 that instance then dies, its events are never redelivered.  One consumer per instance
 would make it safe but would stop instances sharing the stream.  An ack lost after a
 commit only means a redelivery, which the write skips (``store``).
+
 While PostgreSQL is unreachable a batch is held, not acked: the writer retries with
 backoff and tells JetStream it is still working on those events (so they are not
-handed to anyone else meanwhile); the events behind them wait in the stream.
+handed to anyone else meanwhile); the events behind them wait in the stream, but for
+the next batch the puller already holds, which goes to another instance after the ack
+wait (and is skipped by whichever writes it second).
 An event that does not decode, or that PostgreSQL refuses for its content, is parked
 in ``dead_letters`` and acked, so it never blocks the ones behind it.
 """
