@@ -57,8 +57,10 @@ class MessageCount:
             return f"kv {tokens[1].removeprefix(self.names.namespace.upper() + '_').lower()}"
         return ".".join(tokens[1:3]) if tokens[1] in GROUPED else tokens[1]
 
-    def per_chat(self, chats: int) -> dict[str, float]:
-        """Messages per chat answered, in total and by kind."""
+    def per_chat(self) -> dict[str, float]:
+        """Messages per chat, in total and by kind.  Chats are the chat requests seen in the same
+        window, so a chat cut by either edge of the window is half in the count on both sides."""
+        chats = self.kinds["chat.request"]
         if not chats:
             return {}
         by_kind = {kind: round(n / chats, 2) for kind, n in sorted(self.kinds.items())}

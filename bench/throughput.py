@@ -143,8 +143,10 @@ def _round(urls: list[str], greeted: bool, final: Callable[[str], bool], window:
 
 async def _count_messages(urls: list[str], namespace: str) -> dict[str, float]:
     async with MessageCount(NATS_URL, namespace) as counter:
-        tally = await measure(urls, True, is_final, Window(*COUNT_WINDOW), counter)  # counts as its meter
-    return counter.per_chat(len(tally.latencies))
+        loop = asyncio.get_running_loop()
+        loop.call_at(loop.time() + sum(COUNT_WINDOW), counter.stop)  # at the window's end, as it started
+        await measure(urls, True, is_final, Window(*COUNT_WINDOW), counter)  # counts as its meter
+    return counter.per_chat()
 
 
 def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
