@@ -98,9 +98,9 @@ async def test_persistence_metrics_count_written_events_batches_and_dead_letters
     await nc.jetstream().publish(Subjects(namespace).event("user_message"), b"not an event")
     await nc.close()
     persistence.wait_for("parking event")
-    persistence.wait_for("stored analytics event")
+    persistence.wait_for("stored answer event")
     samples = scrape(f"http://127.0.0.1:{port}/metrics")
-    for kind in ("user_message", "assistant_message", "analytics"):
+    for kind in ("user_message", "answer"):  # an answer is one event: its message and its analytics
         assert value(samples, "pam_persistence_events_written_total", kind=kind) == 1
     assert value(samples, "pam_persistence_dead_lettered_total") == 1
     assert value(samples, "pam_persistence_batch_size_count") >= 1
