@@ -6,11 +6,19 @@ import asyncio
 import json
 
 from nats.aio.client import Client
+from pam_gateway.dialect import SEED
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_shared import delivery
 from pam_shared.subjects import Subjects
 
 USER = "u-inbox"
+
+
+class Out:
+    """A socket's send queue that keeps what it is given."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.put = texts.append
 
 
 def frame(n: int, reply_to: str | None = None) -> bytes:
@@ -28,7 +36,7 @@ async def keep(nc: Client, names: Subjects, n: int, chat_id: str | None = None, 
 
 async def test_a_frame_with_an_event_id_reaches_the_socket_once(nc, names):
     out: list[str] = []
-    inbox = Inbox(USER, out.append, KeptFrames(nc.jetstream(), names))
+    inbox = Inbox(USER, Out(out), SEED, KeptFrames(nc.jetstream(), names))
     for event_id in ("7", "7", None, None, "8", "7"):
         inbox.deliver(frame(1), event_id)
     assert sent(out) == [(1, 7), (1, None), (1, None), (1, 8)]
@@ -37,8 +45,8 @@ async def test_a_frame_with_an_event_id_reaches_the_socket_once(nc, names):
 async def test_copies_of_answers_go_only_to_a_resumed_socket_that_did_not_ask(nc, names):
     await keep(nc, names, 0)
     asker, other = [], []
-    asking = Inbox(USER, asker.append, KeptFrames(nc.jetstream(), names))
-    resumed = Inbox(USER, other.append, KeptFrames(nc.jetstream(), names))
+    asking = Inbox(USER, Out(asker), SEED, KeptFrames(nc.jetstream(), names))
+    resumed = Inbox(USER, Out(other), SEED, KeptFrames(nc.jetstream(), names))
     asking.asked("chat-1")
     await resumed.resume(10**9, (), lambda oldest: None)
     for inbox in (asking, resumed):
@@ -53,7 +61,7 @@ async def test_live_frames_wait_behind_a_replay_and_pending_answers_come_back(nc
     second = await keep(nc, names, 2)
     third = await keep(nc, names, 3)
     out: list[str] = []
-    inbox = Inbox(USER, out.append, KeptFrames(nc.jetstream(), names))
+    inbox = Inbox(USER, Out(out), SEED, KeptFrames(nc.jetstream(), names))
     resuming = asyncio.create_task(inbox.resume(second, ["m1"], lambda oldest: None))
     await asyncio.sleep(0)  # let the resume begin: it now holds live frames
     inbox.deliver(frame(4), "999999")
@@ -67,6 +75,6 @@ async def test_a_resume_from_before_the_window_reports_the_gap(nc, names):
     await nc.jetstream().delete_msg(names.frames_stream, gone)  # as if it aged out of the window
     out: list[str] = []
     gaps: list[int] = []
-    inbox = Inbox(USER, out.append, KeptFrames(nc.jetstream(), names))
+    inbox = Inbox(USER, Out(out), SEED, KeptFrames(nc.jetstream(), names))
     await inbox.resume(gone - 1, (), gaps.append)
     assert gaps == [kept] and sent(out) == [(2, kept)]

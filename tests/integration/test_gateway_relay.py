@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from pam_gateway.dialect import SEED
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.relay import Relay
 from pam_shared import delivery, subjects, tracing
@@ -24,7 +25,10 @@ class Socket:
 
     def __init__(self, kept: KeptFrames) -> None:
         self.frames: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-        self.inbox = Inbox("u-relay", lambda text: self.frames.put_nowait(json.loads(text)), kept)
+        self.inbox = Inbox("u-relay", self, SEED, kept)
+
+    def put(self, text: str) -> None:
+        self.frames.put_nowait(json.loads(text))
 
     async def next(self) -> dict[str, object]:
         return await asyncio.wait_for(self.frames.get(), 5)

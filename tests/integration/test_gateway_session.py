@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,7 +52,7 @@ def session_for(
     socket = RecordingSocket()
     settings = load_gateway_settings({"PAM_NATS_NAMESPACE": names.namespace, **env})
     outbox = Outbox(socket, settings.send_queue_bytes)  # a recording socket in place of a WebSocket
-    inbox = Inbox(identity.user_id, functools.partial(SEED.write, outbox.put), KeptFrames(nc.jetstream(), names))
+    inbox = Inbox(identity.user_id, outbox, SEED, KeptFrames(nc.jetstream(), names))
     return Session(identity, "127.0.0.9", outbox, SEED, inbox, path, settings), socket
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 
@@ -60,7 +59,7 @@ class Gateway:
         self._service: Service | None = None
 
     def _open_session(self, identity: Identity, client_ip: str, outbox: Outbox, dialect: Dialect) -> Session:
-        inbox = Inbox(identity.user_id, functools.partial(dialect.write, outbox.put), self.kept)
+        inbox = Inbox(identity.user_id, outbox, dialect, self.kept)
         return Session(identity, client_ip, outbox, dialect, inbox, self.path, self.settings)
 
     async def start(self) -> None:

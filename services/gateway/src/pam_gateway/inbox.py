@@ -16,11 +16,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Collection
+from typing import Protocol
 
 from nats.js import JetStreamContext
 from pam_shared import delivery
 from pam_shared.delivery import with_event_id
 from pam_shared.subjects import Subjects
+
+from pam_gateway.dialect import Dialect
+
+
+class Sendable(Protocol):
+    def put(self, text: str) -> None: ...
+
 
 RECENT_EVENT_IDS = 64
 """Event ids remembered per socket: enough to cover one resume's overlap with live frames."""
@@ -28,11 +36,12 @@ RECENT_EVENT_IDS = 64
 
 class Inbox:
     # Slots, and containers made only when first needed: thousands of idle sockets add up.
-    __slots__ = ("user_id", "_put", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
+    __slots__ = ("user_id", "_outbox", "_dialect", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
 
-    def __init__(self, user_id: str, put: Callable[[bytes], None], kept: KeptFrames) -> None:
+    def __init__(self, user_id: str, outbox: Sendable, dialect: Dialect, kept: KeptFrames) -> None:
         self.user_id = user_id
-        self._put = put  # to the socket, through its dialect
+        self._outbox = outbox  # the socket's send queue; frames reach it through the dialect
+        self._dialect = dialect
         self._kept = kept
         self._asked: set[str] | None = None
         self._resumed = False
@@ -61,7 +70,7 @@ class Inbox:
                 return
             self._recent_ids.append(event_id)
             frame = with_event_id(frame, event_id)
-        self._put(frame)
+        self._dialect.write(self._outbox.put, frame)
 
     def deliver_copy(self, frame: bytes, event_id: str | None, chat_id: str | None) -> None:
         """A frame from the user's subject: a push, or a lasting frame of some answer."""
