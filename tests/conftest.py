@@ -21,6 +21,7 @@ import nats.js.errors
 import pytest
 from pam_shared.subjects import Subjects
 from support import ci, servers
+from support.cluster import NatsCluster
 from support.processes import BIN, ROOT, ServiceProcess, free_port
 from support.tokens import TEST_JWT_SECRET
 
@@ -181,3 +182,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three NATS nodes with routes and JetStream, for the tests of what a cluster survives."""
+    with NatsCluster(3, tmp_path / "nats").start() as running:
+        yield running

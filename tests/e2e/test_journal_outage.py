@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -34,12 +33,6 @@ PACE_SECONDS = 0.5
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    with NatsCluster(3, tmp_path / "nats").start() as running:
-        yield running
-
-
-@pytest.fixture
 def nats_url(cluster: NatsCluster) -> str:
     return cluster.url(0)
 
@@ -57,9 +50,7 @@ def service_env(service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 def stack(stack, cluster: NatsCluster):
     """The usual stack; a test that fails mid-outage gets its nodes back before the stack's cleanup."""
     yield stack
-    for index in range(len(cluster.nodes)):
-        cluster.start_node(index)
-    cluster.wait_healthy(60)
+    cluster.restore()
 
 
 async def replicated_events_stream(url: str, names: Subjects) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,12 +37,6 @@ HANDFUL = USERS
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    with NatsCluster(3, tmp_path / "nats").start() as running:
-        yield running
-
-
-@pytest.fixture
 def nats_url(cluster: NatsCluster) -> str:
     return cluster.urls
 
@@ -63,9 +56,7 @@ def service_env(service_env: dict[str, str], tmp_path: Path, llm_env: dict[str, 
 def stack(stack, cluster: NatsCluster):
     """The usual stack; a test that fails with a node down gets it back before the stack's cleanup."""
     yield stack
-    for index in range(len(cluster.nodes)):
-        cluster.start_node(index)
-    cluster.wait_healthy(60)
+    cluster.restore()
 
 
 @pytest.fixture

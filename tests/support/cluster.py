@@ -83,6 +83,12 @@ class NatsCluster:
         if not node.running:
             node.start().wait_for(READY, timeout)
 
+    def restore(self, timeout: float = 60.0) -> None:
+        """Every node running and JetStream healthy again (a test's cleanup needs the cluster)."""
+        for index in range(len(self.nodes)):
+            self.start_node(index)
+        self.wait_healthy(timeout)
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Block until JetStream has a meta leader and every running node is current."""
         deadline = time.monotonic() + timeout
