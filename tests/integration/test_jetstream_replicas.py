@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -72,6 +75,44 @@ async def test_single_replica_streams_and_buckets_move_to_three_keeping_their_da
     assert (await moved.get("nomad")).value == b"7"
     for stream in (names.events_stream, jetstream.bucket_stream(names.rate_bucket)):
         await js.delete_stream(stream)
+
+
+async def test_a_stream_made_while_jetstream_has_no_quorum_is_made_once_it_is_back(cluster, on_cluster, namespace):
+    """A service starting while the cluster cannot answer (an election, nodes rejoining) waits
+    for it instead of exiting at its first timeout."""
+    names, js = Subjects(namespace), on_cluster.jetstream()
+    down = [i for i in range(3) if cluster.url(i) != _url(on_cluster)]
+    for i in down:
+        cluster.stop_node(i)
+    try:
+        with _logged(logging.getLogger("pam.jetstream"), "did not answer") as asked_again:
+            making = asyncio.create_task(ensure_stream(js, names, 3))
+            await asyncio.wait_for(asked_again.wait(), 30)
+    finally:
+        for i in down:
+            cluster.start_node(i)
+        cluster.wait_healthy(60)
+    await asyncio.wait_for(making, 60)
+    assert (await js.stream_info(names.events_stream)).config.num_replicas == 3
+    await js.delete_stream(names.events_stream)
+
+
+@contextlib.contextmanager
+def _logged(logger: logging.Logger, text: str) -> Iterator[asyncio.Event]:
+    """An event set when ``logger`` logs a record containing ``text``."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watch = Watch()
+    logger.addHandler(watch)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(watch)
 
 
 def _url(nc: Client) -> str:

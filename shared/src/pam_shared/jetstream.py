@@ -18,11 +18,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, PubAck, StreamConfig, StreamInfo
+from nats.js.api import ConsumerConfig, KeyValueConfig, PubAck, StreamConfig, StreamInfo
 from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
@@ -45,7 +47,10 @@ RETRY_PAUSE_SECONDS = 0.25
 PLACEMENT_SECONDS = 30.0
 LEADER_POLL_SECONDS = 0.05
 LEADERLESS = (NatsTimeout, NoStreamResponseError, ServiceUnavailableError)
-"""What a publish meets while a stream has no leader: silence, no responders, or a 503."""
+"""What a publish meets while a stream has no leader: silence, no responders, or a 503.
+JetStream's API meets the same while the cluster elects or a node rejoins."""
+
+T = TypeVar("T")
 
 
 async def replicas(nc: Client, names: Subjects, wanted: int | None) -> int:
@@ -86,7 +91,8 @@ async def _largest_stream(js: JetStreamContext, names: Subjects) -> int:
     found = 0
     for stream in (names.events_stream, names.frames_stream, bucket_stream(names.rate_bucket)):
         try:
-            found = max(found, (await js.stream_info(stream)).config.num_replicas or 1)
+            info = await _stream_info(js, stream, time.monotonic() + PLACEMENT_SECONDS)
+            found = max(found, info.config.num_replicas or 1)
         except NotFoundError:
             continue
     return found
@@ -100,34 +106,72 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Create the stream, or bring an existing one to ``config`` (its replicas included);
     returns once it has a leader, so what comes next (a consumer, a publish) finds it."""
     assert config.name is not None
-    try:
-        await js.add_stream(config)
-    except BadRequestError:  # it exists, with another configuration
-        await js.update_stream(config)
-    await _led(js, config.name)
+    name = config.name
+
+    async def make() -> None:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:  # it exists, with another configuration
+            await js.update_stream(config)
+
+    deadline = time.monotonic() + PLACEMENT_SECONDS
+    await _answered(make, f"making stream {name}", deadline)
+    await _led(js, name, deadline)
 
 
 async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     """Create the key-value bucket, or move an existing one to ``config.replicas``."""
-    try:
-        bucket = await js.create_key_value(config)
-    except BadRequestError:
-        stream = (await js.stream_info(bucket_stream(config.bucket))).config
-        stream.num_replicas = config.replicas
-        await js.update_stream(stream)
-        bucket = await js.key_value(config.bucket)
-    await _led(js, bucket_stream(config.bucket))
+
+    async def make() -> KeyValue:
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError:
+            stream = (await js.stream_info(bucket_stream(config.bucket))).config
+            stream.num_replicas = config.replicas
+            await js.update_stream(stream)
+            return await js.key_value(config.bucket)
+
+    deadline = time.monotonic() + PLACEMENT_SECONDS
+    bucket = await _answered(make, f"making bucket {config.bucket}", deadline)
+    await _led(js, bucket_stream(config.bucket), deadline)
     return bucket
 
 
-async def _led(js: JetStreamContext, stream: str) -> None:
-    """Wait (up to ``PLACEMENT_SECONDS``) until ``stream`` has a leader and all its peers: a new
-    stream elects one, a rescaled one adds peers (until then a consumer of as many is refused)."""
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create the durable consumer, or bring it to ``config`` (JetStream updates it in place)."""
     deadline = time.monotonic() + PLACEMENT_SECONDS
-    while not _placed(info := await js.stream_info(stream)):
+    await _answered(lambda: js.add_consumer(stream, config), f"making consumer {config.durable_name}", deadline)
+
+
+async def _answered(call: Callable[[], Awaitable[T]], what: str, deadline: float) -> T:
+    """``call()``, asked again while JetStream cannot answer, until ``deadline``: a process
+    starting while the cluster elects a leader or takes a node back waits instead of exiting."""
+    while True:
+        try:
+            return await call()
+        except LEADERLESS as error:
+            if time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
+                raise
+            log.warning(
+                "JetStream did not answer %s (%s); asking again",
+                what,
+                type(error).__name__,
+                extra={"marker": logs.RECONNECT},
+            )
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+
+async def _led(js: JetStreamContext, stream: str, deadline: float) -> None:
+    """Wait (until ``deadline``) until ``stream`` has a leader and all its peers: a new stream
+    elects one, a rescaled one adds peers (until then a consumer of as many is refused)."""
+    while not _placed(info := await _stream_info(js, stream, deadline)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"JetStream stream {stream} is not placed after {PLACEMENT_SECONDS:g} s: {info.cluster}")
         await asyncio.sleep(LEADER_POLL_SECONDS)
+
+
+async def _stream_info(js: JetStreamContext, stream: str, deadline: float) -> StreamInfo:
+    return await _answered(lambda: js.stream_info(stream), f"about stream {stream}", deadline)
 
 
 def _placed(info: StreamInfo) -> bool:

@@ -36,7 +36,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
-from pam_shared import logs
+from pam_shared import jetstream, logs
 from pam_shared.background import Tasks
 from pam_shared.events import Event, event_decoder
 from pam_shared.subjects import Subjects
@@ -100,7 +100,7 @@ class Writer:
             max_deliver=-1,
             num_replicas=replicas,
         )
-        await self.js.add_consumer(stream, config)
+        await jetstream.ensure_consumer(self.js, stream, config)
         self._puller = Puller(self.nc, stream, durable, IDLE_FETCH_SECONDS)
         await self._puller.start()
         self._task = tasks.start("persistence-writer", self._run())
