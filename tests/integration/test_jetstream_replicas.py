@@ -8,8 +8,10 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 from pam_shared import bus, jetstream
 from pam_shared.journal import ensure_stream
@@ -77,17 +79,30 @@ async def test_single_replica_streams_and_buckets_move_to_three_keeping_their_da
         await js.delete_stream(stream)
 
 
-async def test_a_stream_made_while_jetstream_has_no_quorum_is_made_once_it_is_back(cluster, on_cluster, namespace):
-    """A service starting while the cluster cannot answer (an election, nodes rejoining) waits
-    for it instead of exiting at its first timeout."""
-    names, js = Subjects(namespace), on_cluster.jetstream()
-    down = [i for i in range(3) if cluster.url(i) != _url(on_cluster)]
+@pytest.mark.parametrize("survivor", ["the meta leader", "a follower"])
+async def test_a_stream_made_while_two_nodes_are_down_is_made_once_they_are_back(cluster, namespace, survivor):
+    """A service starting while the cluster cannot place its stream waits for it instead of
+    exiting: the last node up answers "no suitable peers" when it leads, silence or 503 when not."""
+    leader = cluster.meta_leader()
+    names = [f"{cluster.name}-{i}" for i in range(3)]
+    kept = names.index(leader) if survivor == "the meta leader" else (names.index(leader) + 1) % 3
+    nc = await nats.connect(cluster.url(kept))
+    try:
+        await _made_across_an_outage(cluster, nc.jetstream(), Subjects(namespace), [i for i in range(3) if i != kept])
+    finally:
+        await nc.close()
+
+
+async def _made_across_an_outage(cluster: NatsCluster, js: JetStreamContext, names: Subjects, down: list[int]) -> None:
     for i in down:
         cluster.stop_node(i)
     try:
-        with _logged(logging.getLogger("pam.jetstream"), "did not answer") as asked_again:
+        with _logged(logging.getLogger("pam.jetstream"), "asking again") as asked_again:
             making = asyncio.create_task(ensure_stream(js, names, 3))
-            await asyncio.wait_for(asked_again.wait(), 30)
+            waiting = asyncio.create_task(asked_again.wait())
+            await asyncio.wait({making, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            assert asked_again.is_set(), making.exception() if making.done() else "no answer for 30 s"
     finally:
         for i in down:
             cluster.start_node(i)

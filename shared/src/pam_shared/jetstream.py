@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, KeyValueConfig, PubAck, StreamConfig, StreamInfo
@@ -49,6 +50,10 @@ LEADER_POLL_SECONDS = 0.05
 LEADERLESS = (NatsTimeout, NoStreamResponseError, ServiceUnavailableError)
 """What a publish meets while a stream has no leader: silence, no responders, or a 503.
 JetStream's API meets the same while the cluster elects or a node rejoins."""
+NO_PEERS = 10005
+"""JetStream's "no suitable peers for placement": too few servers are up for the replicas."""
+NAME_IN_USE = 10058
+"""JetStream's "stream name already in use with a different configuration"."""
 
 T = TypeVar("T")
 
@@ -111,7 +116,9 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     async def make() -> None:
         try:
             await js.add_stream(config)
-        except BadRequestError:  # it exists, with another configuration
+        except BadRequestError as error:
+            if error.err_code != NAME_IN_USE:
+                raise
             await js.update_stream(config)
 
     deadline = time.monotonic() + PLACEMENT_SECONDS
@@ -125,7 +132,9 @@ async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValu
     async def make() -> KeyValue:
         try:
             return await js.create_key_value(config)
-        except BadRequestError:
+        except BadRequestError as error:
+            if error.err_code != NAME_IN_USE:
+                raise
             stream = (await js.stream_info(bucket_stream(config.bucket))).config
             stream.num_replicas = config.replicas
             await js.update_stream(stream)
@@ -144,21 +153,27 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
 
 
 async def _answered(call: Callable[[], Awaitable[T]], what: str, deadline: float) -> T:
-    """``call()``, asked again while JetStream cannot answer, until ``deadline``: a process
-    starting while the cluster elects a leader or takes a node back waits instead of exiting."""
+    """``call()``, asked again while JetStream cannot answer or place it yet, until ``deadline``:
+    a process starting while the cluster elects a leader or has nodes down waits for them."""
     while True:
         try:
             return await call()
-        except LEADERLESS as error:
-            if time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
+        except NatsError as error:
+            if not _passing(error) or time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
                 raise
             log.warning(
-                "JetStream did not answer %s (%s); asking again",
+                "JetStream cannot answer %s yet (%s); asking again",
                 what,
-                type(error).__name__,
+                error,
                 extra={"marker": logs.RECONNECT},
             )
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
+
+
+def _passing(error: NatsError) -> bool:
+    """An error that goes away by itself: silence or a 503 (an election), or too few servers
+    up for the replicas (a node restarting)."""
+    return isinstance(error, LEADERLESS) or (isinstance(error, BadRequestError) and error.err_code == NO_PEERS)
 
 
 async def _led(js: JetStreamContext, stream: str, deadline: float) -> None:
