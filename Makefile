@@ -3,6 +3,7 @@
 
 PYTHON ?= python3
 VENV := .venv
+TEST_WORKERS ?= 2
 BOOTSTRAP := .pam/bootstrap
 UV := $(shell command -v uv 2>/dev/null || echo $(BOOTSTRAP)/bin/uv)
 PYPROJECTS := pyproject.toml $(wildcard shared/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
@@ -23,7 +24,7 @@ run: install
 	$(VENV)/bin/pam-stack
 
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(VENV)/bin/ruff check .

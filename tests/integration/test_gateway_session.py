@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,13 +57,10 @@ def session_for(
     return Session(identity, "127.0.0.9", outbox, SEED, inbox, path, settings), socket
 
 
-async def requests(nc: Client, names: Subjects) -> list[Msg]:
-    seen: list[Msg] = []
-
-    async def keep(msg: Msg) -> None:
-        seen.append(msg)
-
-    await nc.subscribe(names.chat_request, cb=keep)
+async def requests(nc: Client, names: Subjects) -> asyncio.Queue[Msg]:
+    """The chat requests published on ``nc``, as they arrive."""
+    seen: asyncio.Queue[Msg] = asyncio.Queue()
+    await nc.subscribe(names.chat_request, cb=seen.put)
     await nc.flush()
     return seen
 
@@ -96,6 +94,5 @@ async def test_a_demo_chat_on_a_users_path_is_asked_as_the_demo_identity(nc, nam
     demo = await authenticate("demo-token", "6f1c-user", load_gateway_settings({}).auth)
     session, _ = session_for(demo, path, nc, names)
     await session.handle_text(json.dumps({"type": "chat", "message": "hi", "user_id": "6f1c-user"}))
-    await nc.flush()
-    request = chat_request_decoder.decode(seen[0].data)
+    request = chat_request_decoder.decode((await asyncio.wait_for(seen.get(), 5)).data)
     assert request.demo and request.user_id == demo.user_id != "6f1c-user"
