@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from pam_shared.settings import DEV_JWT_SECRET
 from support.client import PamClient, chat_frame, refused
 from support.jwks_server import JwksServer, SigningKey
 from support.persistence import count, until
+from support.tokens import token
 
 
 @pytest.fixture
@@ -53,4 +55,14 @@ async def test_pam_jwks_url_moves_the_key_address_and_the_issuer_stays_supabases
     ) as client:
         assert (await client.recv())["mode"] == "live"
     frame, closed_with = await refused(gateway.ws_url(f"/ws/ben?token={key.token(supabase.issuer, sub='ben')}"))
+    assert (frame["code"], closed_with) == ("token_invalid", 4401)
+
+
+async def test_a_production_gateway_with_only_supabase_keys_needs_no_secret_and_takes_no_hs256(stack, supabase):
+    stack.orchestrator()
+    gateway = stack.gateway(ENVIRONMENT="production", JWT_SECRET="", SUPABASE_URL=supabase.supabase_url)
+    signed = supabase.keys[0].token(supabase.issuer, sub="cy")
+    async with await PamClient.connect(gateway.ws_url(f"/ws/cy?token={signed}")) as client:
+        assert (await client.recv())["mode"] == "live"
+    frame, closed_with = await refused(gateway.ws_url(f"/ws/cy?token={token('cy', secret=DEV_JWT_SECRET)}"))
     assert (frame["code"], closed_with) == ("token_invalid", 4401)

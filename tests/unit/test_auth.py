@@ -3,7 +3,7 @@ import time
 import jwt
 import pytest
 from pam_shared.auth import AuthError, authenticate, mint_token, verify_token
-from pam_shared.settings import load_auth_settings
+from pam_shared.settings import DEV_JWT_SECRET, ConfigError, load_auth_settings
 
 SECRET = "unit-test-secret-0123456789abcdef"
 settings = load_auth_settings({"JWT_SECRET": SECRET})
@@ -63,3 +63,13 @@ async def test_path_user_must_match_the_token():
 
 async def test_minted_tokens_verify():
     assert (await verify_token(mint_token(settings, "dev-user"), settings)).user_id == "dev-user"
+
+
+async def test_without_a_secret_no_hs256_token_is_taken_not_even_one_signed_with_the_development_secret():
+    keys_only = load_auth_settings({"ENVIRONMENT": "production", "SUPABASE_URL": "https://ref.supabase.co"})
+    for secret in (SECRET, DEV_JWT_SECRET):
+        with pytest.raises(AuthError) as error:
+            await verify_token(sign(claims(), secret), keys_only)
+        assert error.value.code == "token_invalid"
+    with pytest.raises(ConfigError, match="^minting a token needs JWT_SECRET"):
+        mint_token(keys_only, "u1")

@@ -30,6 +30,15 @@ def test_production_turns_demo_off_and_requires_a_secret():
     assert settings.auth.demo_mode is False
 
 
+def test_production_with_supabase_keys_may_go_without_a_secret():
+    supabase = {"ENVIRONMENT": "production", "SUPABASE_URL": "https://ref.supabase.co"}
+    auth = load_gateway_settings(supabase).auth
+    assert auth.jwt_secret is None and auth.jwks_url == "https://ref.supabase.co/auth/v1/.well-known/jwks.json"
+    assert load_gateway_settings({**supabase, "JWT_SECRET": "s" * 32}).auth.jwt_secret == "s" * 32
+    with pytest.raises(ConfigError, match="JWT_SECRET must be at least 16"):
+        load_gateway_settings({**supabase, "JWT_SECRET": "short"})
+
+
 def test_a_service_never_requires_a_variable_it_does_not_use():
     production = {"ENVIRONMENT": "production"}
     assert load_orchestrator_settings(production).is_production

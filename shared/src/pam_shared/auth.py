@@ -10,7 +10,7 @@ import jwt
 from jwt import PyJWK
 
 from pam_shared.jwks import SIGNING_ALGORITHMS, JwksKeys, JwksUnavailable
-from pam_shared.settings import AuthSettings
+from pam_shared.settings import AuthSettings, ConfigError
 
 DEMO_TOKEN = "demo-token"
 DEMO_PREFIX = "demo:"
@@ -53,6 +53,8 @@ async def verify_token(token: str | None, settings: AuthSettings) -> Identity:
     except jwt.InvalidTokenError:
         raise AuthError("token_invalid") from None
     if header.get("alg") == "HS256":
+        if settings.jwt_secret is None:  # a JWKS-only deployment
+            raise AuthError("token_invalid")
         return _identity(_decode(token, settings.jwt_secret, "HS256", settings, issuer=None))
     if header.get("alg") not in SIGNING_ALGORITHMS or settings.jwks_url is None:
         raise AuthError("token_invalid")
@@ -131,6 +133,8 @@ def mint_token(settings: AuthSettings, user_id: str, ttl_seconds: int = 3600, ro
     """Sign a development token the gateway accepts (used by tests, `make run` and the CLI)."""
     import time
 
+    if settings.jwt_secret is None:
+        raise ConfigError("minting a token needs JWT_SECRET (this deployment checks Supabase's keys only)")
     now = int(time.time())
     claims = {"sub": user_id, "aud": settings.jwt_audience, "role": role, "iat": now, "exp": now + ttl_seconds}
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

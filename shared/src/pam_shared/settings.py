@@ -73,7 +73,8 @@ class Settings:
 class AuthSettings:
     """How tokens are checked (the gateway) and minted (development tools)."""
 
-    jwt_secret: str
+    jwt_secret: str | None
+    """HS256's secret; None only in production with Supabase's keys: HS256 tokens are refused."""
     jwt_audience: str
     jwt_leeway_seconds: float
     demo_mode: bool
@@ -148,13 +149,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def load_auth_settings(env: Mapping[str, str] | None = None) -> AuthSettings:
     read = _Reader(os.environ if env is None else env)
     production = _environment(read) == "production"
+    jwks = _jwks(read)
     return AuthSettings(
-        jwt_secret=read.secret("JWT_SECRET", None if production else DEV_JWT_SECRET),
+        jwt_secret=_jwt_secret(read, production, bool(jwks)),
         jwt_audience=read.text("PAM_JWT_AUDIENCE", "authenticated"),
         jwt_leeway_seconds=read.number("PAM_JWT_LEEWAY_SECONDS", 5.0, low=0, high=60),
         demo_mode=read.flag("PAM_DEMO_MODE", not production),
-        **_jwks(read),
+        **jwks,
     )
+
+
+def _jwt_secret(read: _Reader, production: bool, jwks: bool) -> str | None:
+    """The development secret by default; in production the project's, which only a
+    deployment whose tokens are all checked against Supabase's keys may go without."""
+    if production and jwks:
+        return read.secret("JWT_SECRET", "") or None
+    return read.secret("JWT_SECRET", None if production else DEV_JWT_SECRET)
 
 
 def _jwks(read: _Reader) -> dict[str, Any]:
@@ -411,7 +421,7 @@ class _Reader:
         value = self.env.get(name, "")
         if not value:
             if default is None:
-                raise ConfigError(f"{name} is required when ENVIRONMENT=production")
+                raise ConfigError(f"{name} is required when ENVIRONMENT=production (unless SUPABASE_URL is set)")
             return default
         if len(value) < 16:
             raise ConfigError(f"{name} must be at least 16 characters long")
