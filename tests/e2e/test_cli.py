@@ -155,7 +155,12 @@ def test_unreachable_gateway_is_one_clear_line(pam):
 def test_production_without_a_secret_refuses_to_mint(pam):
     result = pam("token", "--user", "x", ENVIRONMENT="production", JWT_SECRET="")
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == "❌ JWT_SECRET is required when ENVIRONMENT=production\n"
+    assert result.stderr == "❌ JWT_SECRET is required when ENVIRONMENT=production (unless SUPABASE_URL is set)\n"
+    keys_only = pam(
+        "token", "--user", "x", ENVIRONMENT="production", JWT_SECRET="", SUPABASE_URL="https://r.supabase.co"
+    )
+    assert (keys_only.returncode, keys_only.stdout) == (1, "")
+    assert keys_only.stderr.startswith("❌ minting a token needs JWT_SECRET")
 
 
 def test_debug_switches_verbose_logs_for_one_user_in_the_running_services(stack, pam):

@@ -155,18 +155,22 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
 async def _answered(call: Callable[[], Awaitable[T]], what: str, deadline: float) -> T:
     """``call()``, asked again while JetStream cannot answer or place it yet, until ``deadline``:
     a process starting while the cluster elects a leader or has nodes down waits for them."""
+    said = False
     while True:
         try:
             return await call()
         except NatsError as error:
             if not _passing(error) or time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
                 raise
-            log.warning(
-                "JetStream cannot answer %s yet (%s); asking again",
-                what,
-                error,
-                extra={"marker": logs.RECONNECT},
-            )
+            if not said:
+                said = True
+                log.warning(
+                    "JetStream cannot answer %s yet (%s); asking again for up to %.0f s",
+                    what,
+                    error,
+                    deadline - time.monotonic(),
+                    extra={"marker": logs.RECONNECT},
+                )
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
 
