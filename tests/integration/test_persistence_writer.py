@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from support.persistence import (
     until,
     user_message,
 )
+from support.processes import ServiceProcess
 from support.tcp_proxy import TcpProxy
 
 
@@ -113,7 +113,7 @@ async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(dat
     assert parked[0]["error"].startswith("malformed") and parked[1]["error"].startswith("malformed")
     assert parked[2]["error"].startswith("refused by PostgreSQL")
     assert await until(lambda: consumer_settled(js, names), bool)
-    assert sum("parking event" in line for line in persistence.lines) == 3
+    await until(lambda: printed(persistence, "parking event"), lambda n: n == 3)
 
 
 async def test_events_wait_while_postgres_is_unreachable_and_are_written_when_it_is_back(
@@ -159,6 +159,11 @@ async def test_starting_while_postgres_is_unreachable_waits_for_it_instead_of_cr
         await until(lambda: count(db, "messages"), lambda n: n == 1)
 
 
+async def printed(process: ServiceProcess, text: str) -> int:
+    """How many of the lines ``process`` has printed so far contain ``text``."""
+    return sum(text in line for line in process.lines)
+
+
 async def _latest(stack):
     return stack.processes[-1] if stack.processes and stack.processes[-1].proc is not None else None
 
@@ -170,8 +175,10 @@ async def test_instances_share_the_consumer_and_keep_one_conversation_per_user(d
     await publish(js, names, *events)
     await until(lambda: count(db, "messages"), lambda n: n == 200)
 
-    wrote = [len(re.findall(r"stored user_message event", "\n".join(p.lines))) for p in instances]
-    assert sum(wrote) == 200 and min(wrote) > 0, wrote
+    async def wrote() -> list[int]:  # each line is printed after its batch commits
+        return [await printed(p, "stored user_message event") for p in instances]
+
+    assert min(await until(wrote, lambda counts: sum(counts) == 200)) > 0
     assert (await js.stream_info(names.events_stream)).state.consumer_count == 1
     per_user = await db.fetch("SELECT user_id, count(*) AS n FROM conversations GROUP BY user_id")
     assert sorted(row["n"] for row in per_user) == [1] * 7
