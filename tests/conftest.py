@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -138,15 +138,28 @@ async def _delete_streams(nats_url: str, *streams: str) -> None:
 
 
 @pytest.fixture
-def fake_openai(tmp_path: Path) -> Iterator[str]:
-    """The OpenAI-compatible test server; yields its base URL (``.../v1``)."""
-    server = ServiceProcess("fake-openai", [sys.executable, str(ROOT / "tests/support/fake_openai.py")], {}, tmp_path)
-    server.start()
-    port = server.wait_for(r"listening on (\d+)").group(1)
+def fake_openais(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Starts OpenAI-compatible test servers (``fake_openais("--status", "500")``); returns each base URL."""
+    started: list[ServiceProcess] = []
+
+    def start(*args: str) -> str:
+        argv = [sys.executable, str(ROOT / "tests/support/fake_openai.py"), *args]
+        server = ServiceProcess(f"fake-openai-{len(started) + 1}", argv, {}, tmp_path)
+        started.append(server.start())
+        port = server.wait_for(r"listening on (\d+)").group(1)
+        return f"http://127.0.0.1:{port}/v1"
+
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield start
     finally:
-        server.stop()
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openais: Callable[..., str]) -> str:
+    """The OpenAI-compatible test server's base URL (``.../v1``)."""
+    return fake_openais()
 
 
 @pytest.fixture

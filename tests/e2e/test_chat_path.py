@@ -54,10 +54,10 @@ async def test_context_shapes_the_prompt_the_model_sees(stack, llm_env, fake_ope
         assert (await client.answer())[-1]["type"] == "chat_response"
 
     seen = await requests_seen_by(fake_openai)
-    system = seen[-1]["messages"][0]
-    assert system["role"] == "system"
-    assert "Queensland" in system["content"] and "/expenses" in system["content"]
-    assert "fuel" in system["content"]  # this message's intent and the session's recent intents
+    context = seen[-1]["messages"][-2]
+    assert context["role"] == "system"
+    assert "Queensland" in context["content"] and "/expenses" in context["content"]
+    assert "fuel" in context["content"]  # this message's intent and the session's recent intents
     assert seen[-1]["messages"][-1] == {"role": "user", "content": "cheapest diesel near me?"}
     assert seen[-1]["stream"] is True and seen[-1]["model"] == "fake-model"
 

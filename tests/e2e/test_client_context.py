@@ -27,6 +27,6 @@ async def test_the_users_city_region_and_time_zone_reach_the_system_prompt(stack
 
     async with httpx.AsyncClient() as http:
         seen = (await http.get(fake_openai.removesuffix("/v1") + "/_requests")).json()
-    system = seen[-1]["messages"][0]["content"]
+    system = seen[-1]["messages"][-2]["content"]
     assert "Broome, Western Australia (-17.9614, 122.2359)" in system
     assert "(Australia/Perth)" in system and "Their local time is" in system

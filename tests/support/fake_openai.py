@@ -11,6 +11,10 @@ is steered by directives inside the last user message, so each test says what th
     [say:some text]           stream exactly this text instead of the echo
     [words:500]               stream that many words ("w1 w2 ...") instead of the echo
     [cut]                     drop the connection mid-stream
+    [cached:300]              end with a usage chunk reporting that many cached prompt tokens
+
+Started with ``--status 429 [--retry-after 2]`` it answers every request with that error
+instead, and with ``--hang`` it never answers at all: a provider that is down.
 
 By default it streams ``Echo: <message without directives>`` word by word.  Each word
 counts as one token: past the request's ``max_completion_tokens`` the answer stops with
@@ -37,9 +41,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|cached)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
+outage: dict[str, str] = {}
+"""Set from the command line: ``status`` (and ``retry_after``) or ``hang`` for every request."""
 
 
 def directives(text: str) -> tuple[dict[str, list[str]], str]:
@@ -70,6 +76,12 @@ def chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
 async def completions(request: Request) -> Response:
     body = await request.json()
     received.append(body)
+    if "hang" in outage:
+        await asyncio.Event().wait()
+    if "status" in outage:
+        headers = {"retry-after": outage["retry_after"]} if "retry_after" in outage else None
+        error = {"error": {"message": "fake outage", "type": "fake"}}
+        return JSONResponse(error, status_code=int(outage["status"]), headers=headers)
     found, text = directives(last_user_text(body))
     if "status" in found:
         code = int(found["status"][0])
@@ -86,12 +98,13 @@ async def completions(request: Request) -> Response:
     if not body.get("stream"):
         return JSONResponse(_whole(model, reply, tools))
     gap = float(found["gap"][0]) if "gap" in found else 0.0
-    stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit)
+    cached = int(found["cached"][0]) if "cached" in found else None
+    stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit, cached)
     return StreamingResponse(stream, media_type="text/event-stream")
 
 
 async def _stream(
-    model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool, too_long: bool
+    model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool, too_long: bool, cached: int | None
 ) -> AsyncIterator[bytes]:
     yield chunk(model, {"role": "assistant", "content": ""})
     for i, word in enumerate(words):
@@ -112,7 +125,21 @@ async def _stream(
         for piece in (arguments[:half], arguments[half:]):
             yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk(model, {}, "length" if too_long else "tool_calls" if tools else "stop")
+    if cached is not None:
+        yield _usage(model, cached + 100, len(words), cached)
     yield b"data: [DONE]\n\n"
+
+
+def _usage(model: str, prompt: int, completion: int, cached: int) -> bytes:
+    """The last chunk of a stream asked for ``include_usage``: no choices, the answer's tokens."""
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+    payload = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:
@@ -154,7 +181,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--status", type=int, help="answer every request with this HTTP error")
+    parser.add_argument("--retry-after", help="with --status: the Retry-After header to send")
+    parser.add_argument("--hang", action="store_true", help="never answer a request")
     args = parser.parse_args()
+    if args.status:
+        outage["status"] = str(args.status)
+    if args.retry_after:
+        outage["retry_after"] = args.retry_after
+    if args.hang:
+        outage["hang"] = "yes"
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     _Server(config).run()
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from pam_orchestrator.intents import classify
 from pam_orchestrator.offline import OfflineEngine, find_amount
-from pam_orchestrator.prompt import system_prompt
+from pam_orchestrator.prompt import chat_context
 from pam_orchestrator.tools import describe, to_action
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import ChatContext, SessionData, UiAction
@@ -64,7 +64,7 @@ def test_system_prompt_carries_region_page_and_habits():
         current_page="/budget",
         session_data=SessionData(recent_intents=["fuel", "budget"], intent_counts={"budget": 5, "fuel": 1}),
     )
-    prompt = system_prompt(req, "budget")
+    prompt = chat_context(req, "budget")
     assert "Victoria" in prompt and "/budget" in prompt and "budget (5)" in prompt and "fuel, budget" in prompt
 
 

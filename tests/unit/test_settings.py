@@ -86,3 +86,40 @@ def test_no_proxy_is_trusted_unless_named():
     assert load_gateway_settings({}).trusted_proxies == ()
     named = load_gateway_settings({"PAM_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,"}).trusted_proxies
     assert named == ("10.0.0.0/8", "fd00::1")
+
+
+def test_model_endpoints_are_openai_first_then_pam_models_in_order():
+    env = {
+        "OPENAI_API_KEY": "sk-first",
+        "OPENAI_MODEL": "gpt-4o-mini",
+        "GROQ_KEY": "gsk-second",
+        "PAM_MODELS": '[{"base_url": "https://api.groq.com/openai/v1", "model": "llama-3.3-70b", '
+        '"api_key_env": "GROQ_KEY", "timeout_seconds": 8}, '
+        '{"base_url": "http://127.0.0.1:11434/v1", "model": "qwen3", "name": "ollama"}]',
+    }
+    models = load_orchestrator_settings(env).models
+    assert [(e.name, e.model, e.timeout_seconds) for e in models.endpoints] == [
+        ("api.openai.com/gpt-4o-mini", "gpt-4o-mini", 20.0),
+        ("api.groq.com/llama-3.3-70b", "llama-3.3-70b", 8.0),
+        ("ollama", "qwen3", 20.0),
+    ]
+    assert [e.api_key for e in models.endpoints][:2] == ["sk-first", "gsk-second"]
+    assert "gsk-second" not in repr(models)
+    assert load_orchestrator_settings({}).models.endpoints == ()
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ("not json", "PAM_MODELS must be a JSON list"),
+        ('[{"base_url": "https://x.example/v1"}]', "missing required field `model`"),
+        ('[{"base_url": "ftp://x", "model": "m"}]', "PAM_MODELS must be a URL starting with http"),
+        ('[{"base_url": "https://x.example/v1", "model": "m", "api_key_env": "NOPE_KEY"}]', "NOPE_KEY"),
+        ('[{"base_url": "https://x.example/v1", "model": "m", "color": "red"}]', "unknown field `color`"),
+        ('[{"base_url": "https://x.example/v1", "model": "m"}, {"base_url": "https://x.example/v1", "model": "m"}]',
+         "same name"),
+    ],
+)  # fmt: skip
+def test_a_bad_model_endpoint_stops_the_orchestrator_with_one_line(models, message):
+    with pytest.raises(ConfigError, match=message):
+        load_orchestrator_settings({"PAM_MODELS": models})

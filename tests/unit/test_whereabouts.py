@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 from pam_orchestrator.offline import OfflineEngine
-from pam_orchestrator.prompt import system_prompt
+from pam_orchestrator.prompt import chat_context
 from pam_shared.internal import ChatRequest, chat_request_decoder, chat_request_encoder
 from pam_shared.protocol import Chat, ChatContext, SessionData, client_decoder
 
@@ -57,22 +57,22 @@ def test_a_region_sent_beside_the_location_wins_and_seed_frames_are_unchanged():
 
 
 def test_location_time_and_voice_reach_the_prompt():
-    prompt = system_prompt(request(shipped_context()), "fuel")
+    prompt = chat_context(request(shipped_context()), "fuel")
     assert "Brisbane, Queensland, Australia (-27.4698, 153.0251)" in prompt
     assert "Wednesday 25 November 2026, 08:30 (Australia/Brisbane)" in prompt
     assert "speaking, not typing" in prompt
 
 
 def test_without_a_time_zone_the_devices_date_is_given():
-    prompt = system_prompt(request(ChatContext(current_date="2026-11-25", region="NSW")), "general")
+    prompt = chat_context(request(ChatContext(current_date="2026-11-25", region="NSW")), "general")
     assert "today's date as 2026-11-25" in prompt and "local time" not in prompt
-    unknown_zone = system_prompt(request(ChatContext(timezone="Mars/Olympus_Mons")), "general")
+    unknown_zone = chat_context(request(ChatContext(timezone="Mars/Olympus_Mons")), "general")
     assert "local time" not in unknown_zone
 
 
 def test_coordinates_alone_still_place_the_user():
     context = msgspec.json.decode(b'{"user_location": {"latitude": -12.46, "longitude": 130.84}}', type=ChatContext)
-    assert "coordinates -12.4600, 130.8400" in system_prompt(request(context), "trip")
+    assert "coordinates -12.4600, 130.8400" in chat_context(request(context), "trip")
 
 
 async def test_offline_fuel_weather_and_trip_answers_name_the_city():

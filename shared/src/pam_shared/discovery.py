@@ -8,9 +8,27 @@ from nats.aio.client import Client
 from pam_shared import bus
 
 
+class EndpointHealth(msgspec.Struct):
+    """One model endpoint as an orchestrator sees it: its circuit breaker's state."""
+
+    name: str
+    model: str
+    state: str
+    """closed (in use), open (skipped until ``retry_in_seconds``), half_open (one chat probes it)."""
+    failures: int
+    retry_in_seconds: float
+
+
+class ServiceData(msgspec.Struct):
+    """What a service adds to its ``$SRV.STATS`` endpoint stats (orchestrators: their model endpoints)."""
+
+    models: list[EndpointHealth] = []
+
+
 class EndpointStats(msgspec.Struct):
     num_requests: int = 0
     num_errors: int = 0
+    data: ServiceData | None = None
 
 
 class InstanceStats(msgspec.Struct):
@@ -35,6 +53,10 @@ class InstanceStats(msgspec.Struct):
     @property
     def errors(self) -> int:
         return sum(e.num_errors for e in self.endpoints)
+
+    @property
+    def models(self) -> list[EndpointHealth]:
+        return [model for e in self.endpoints if e.data is not None for model in e.data.models]
 
 
 _decoder = msgspec.json.Decoder(InstanceStats)

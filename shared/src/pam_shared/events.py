@@ -64,6 +64,9 @@ class AnalyticsEvent(msgspec.Struct, tag_field="kind", tag="analytics"):
     tokens_out: int | None = None
     error_code: str | None = None
     trace_id: str | None = None
+    cached_tokens: int | None = None
+    endpoint: str | None = None
+    """The model endpoint that answered (``PAM_MODELS``' name), or the last one that failed."""
 
 
 class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
@@ -89,6 +92,8 @@ class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
     tokens_in: int | None = None
     tokens_out: int | None = None
     trace_id: str | None = None
+    cached_tokens: int | None = None
+    endpoint: str | None = None
 
 
 Event = UserMessage | AssistantMessage | AnalyticsEvent | Answer

@@ -138,12 +138,17 @@ class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk", omit_default
     restart: bool = False
 
 
+Truncation = Literal["length", "deadline", "error"]
+"""Why an answer ended short of what the model meant to say (``ChatResponse.truncated``)."""
+
+
 class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
     """The whole answer; always the last frame of an answer that succeeded.
 
     ``truncated`` says the answer was cut short, holding what was said until then: ``length``
     when it reached ``PAM_MAX_COMPLETION_TOKENS``, ``deadline`` when it took longer than
-    ``PAM_ANSWER_DEADLINE_SECONDS``.
+    ``PAM_ANSWER_DEADLINE_SECONDS``, ``error`` when the model's provider failed part-way
+    (before the first word, PAM asks the next model endpoint instead, unseen).
     """
 
     message: str
@@ -151,7 +156,7 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
     message_id: str
     intent: str
     reply_to: str | None = None
-    truncated: Literal["length", "deadline"] | None = None
+    truncated: Truncation | None = None
     event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import msgspec
+
 from pam_shared.subjects import Subjects
 
 DEV_JWT_SECRET = "pam-development-secret-change-me-0123456789"
@@ -94,6 +96,42 @@ class JournalSettings:
 
 
 @dataclass(frozen=True)
+class ModelEndpoint:
+    """One OpenAI-compatible endpoint a chat may be answered by."""
+
+    name: str
+    """What logs, metrics, analytics and health call it: ``host/model`` unless PAM_MODELS names it."""
+    base_url: str | None
+    """None: OpenAI's own API."""
+    model: str
+    api_key: str = field(repr=False)
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The model endpoints in the order a chat tries them, and the bounds of one answer."""
+
+    endpoints: tuple[ModelEndpoint, ...]
+    retries: int
+    """Rounds over the endpoints again, after a short pause, when every one failed."""
+    max_completion_tokens: int
+    answer_deadline_seconds: float
+    breaker_failures: int
+    breaker_cooldown_seconds: float
+
+
+class _EndpointSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One entry of ``PAM_MODELS`` as written."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    timeout_seconds: float | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class GatewaySettings(Settings):
     auth: AuthSettings
     journal: JournalSettings
@@ -118,13 +156,7 @@ class GatewaySettings(Settings):
 @dataclass(frozen=True)
 class OrchestratorSettings(Settings):
     journal: JournalSettings
-    openai_api_key: str | None
-    openai_base_url: str | None
-    openai_model: str
-    openai_timeout_seconds: float
-    openai_max_retries: int
-    max_completion_tokens: int
-    answer_deadline_seconds: float
+    models: ModelSettings
     progress_interval_seconds: float
     chunk_window_ms: float
     history_turns: int
@@ -220,19 +252,65 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
     return OrchestratorSettings(
         **_common(read),
         journal=_journal(read),
-        openai_api_key=env.get("OPENAI_API_KEY") or None,
-        openai_base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
-        openai_model=read.text("OPENAI_MODEL", "gpt-4o-mini"),
-        openai_timeout_seconds=read.number("PAM_OPENAI_TIMEOUT_SECONDS", 20.0, low=0.1),
-        openai_max_retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
-        max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
-        answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
+        models=load_model_settings(env),
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
         conversation_idle_minutes=_idle_minutes(read),
         resume_window_seconds=_resume_window(read),
     )
+
+
+def load_model_settings(env: Mapping[str, str] | None = None) -> ModelSettings:
+    """``OPENAI_*`` first (when ``OPENAI_API_KEY`` is set), then each ``PAM_MODELS`` entry; none: offline."""
+    read = _Reader(os.environ if env is None else env)
+    timeout = read.number("PAM_OPENAI_TIMEOUT_SECONDS", 20.0, low=0.1)
+    endpoints = [_endpoint(read, spec, timeout) for spec in _model_specs(read)]
+    key, base_url = read.env.get("OPENAI_API_KEY"), read.optional_url("OPENAI_BASE_URL", ("http", "https"))
+    if key:
+        model = read.text("OPENAI_MODEL", "gpt-4o-mini")
+        endpoints.insert(0, ModelEndpoint(_endpoint_name(base_url, model), base_url, model, key, timeout))
+    names = [e.name for e in endpoints]
+    if len(set(names)) < len(names):
+        raise ConfigError('PAM_MODELS: two endpoints have the same name; give one a "name"')
+    return ModelSettings(
+        endpoints=tuple(endpoints),
+        retries=int(read.number("PAM_OPENAI_MAX_RETRIES", 1, low=0, high=10)),
+        max_completion_tokens=int(read.number("PAM_MAX_COMPLETION_TOKENS", 1024, low=1, high=1_000_000)),
+        answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
+        breaker_failures=int(read.number("PAM_BREAKER_FAILURES", 3, low=1, high=100)),
+        breaker_cooldown_seconds=read.number("PAM_BREAKER_COOLDOWN_SECONDS", 30.0, low=0.1, high=3600),
+    )
+
+
+def _model_specs(read: _Reader) -> list[_EndpointSpec]:
+    raw = read.env.get("PAM_MODELS", "").strip()
+    if not raw:
+        return []
+    try:
+        return msgspec.json.decode(raw, type=list[_EndpointSpec])
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f'PAM_MODELS must be a JSON list of {{"base_url", "model", ...}}: {exc}') from None
+
+
+def _endpoint(read: _Reader, spec: _EndpointSpec, timeout: float) -> ModelEndpoint:
+    url = _Reader({"PAM_MODELS": spec.base_url}).optional_url("PAM_MODELS", ("http", "https"))
+    if url is None or "," in url:
+        raise ConfigError(f"PAM_MODELS: base_url must be one http:// or https:// URL, got {spec.base_url!r}")
+    key = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) take no key, the SDK wants one
+    if spec.api_key_env is not None:
+        key = read.env.get(spec.api_key_env, "")
+        if not key:
+            raise ConfigError(f"PAM_MODELS names {spec.api_key_env} for {spec.model}'s key, and it is not set")
+    if spec.timeout_seconds is not None and spec.timeout_seconds <= 0:
+        raise ConfigError(f"PAM_MODELS: timeout_seconds of {spec.model} must be above 0")
+    name = spec.name or _endpoint_name(url, spec.model)
+    return ModelEndpoint(name, url, spec.model, key, spec.timeout_seconds or timeout)
+
+
+def _endpoint_name(base_url: str | None, model: str) -> str:
+    host = urlparse(base_url).netloc if base_url else "api.openai.com"
+    return f"{host}/{model}"
 
 
 def load_persistence_settings(env: Mapping[str, str] | None = None) -> PersistenceSettings:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pam_shared.protocol import ChatContext, UiAction
+from pam_shared.protocol import ChatContext, Truncation, UiAction
 
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
 Stamp = str | int | float | None
@@ -100,7 +100,7 @@ class WheelsAnswer(msgspec.Struct, tag_field="type", tag="chat_response"):
     message_id: str
     intent: str
     error: Literal[False] = False
-    truncated: Literal["length", "deadline"] | None = None
+    truncated: Truncation | None = None
 
 
 class WheelsError(msgspec.Struct, tag_field="type", tag="error"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 from pam_shared import __version__
 from pam_shared.discovery import InstanceStats
 from starlette.requests import Request
@@ -33,7 +34,8 @@ class Health:
         kinds = {"orchestrators": names.orchestrator_service, "persistence": names.persistence_service}
         found = await asyncio.gather(*(gateway.instances(s, DISCOVERY_WINDOW_SECONDS) for s in kinds.values()))
         instances = {kind: [_instance(stats) for stats in each] for kind, each in zip(kinds, found, strict=True)}
-        healthy = nats_ok and all(instances.values())
+        models_down = any(_models_down(stats) for stats in found[0])
+        healthy = nats_ok and all(instances.values()) and not models_down
         sessions = gateway.registry.sessions
         demo = sum(1 for s in sessions if s.identity.demo)
         body = {
@@ -57,7 +59,13 @@ def _instance(stats: InstanceStats) -> dict[str, object]:
         "requests": stats.requests,
         "errors": stats.errors,
         "metadata": stats.metadata or {},
+        "models": msgspec.to_builtins(stats.models),
     }
+
+
+def _models_down(stats: InstanceStats) -> bool:
+    """An orchestrator with model endpoints, every one of them open: its chats all fail."""
+    return bool(stats.models) and all(model.state == "open" for model in stats.models)
 
 
 def _without_credentials(url: str) -> str:

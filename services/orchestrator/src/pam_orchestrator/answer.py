@@ -13,7 +13,7 @@ from pam_shared import logs
 from pam_shared.internal import ChatRequest, Turn
 
 from pam_orchestrator import tools
-from pam_orchestrator.engine import Cut, Engine, EngineFailure, Usage
+from pam_orchestrator.engine import Cut, Engine, EngineFailure, Source, Usage
 from pam_orchestrator.intents import classify
 from pam_orchestrator.replies import ReplyStream
 
@@ -34,6 +34,8 @@ class Outcome:
     usage: Usage | None
     error_code: str | None
     error_kind: str | None = None
+    source: Source | None = None
+    """The model endpoint that answered (or failed last); None for the offline engine."""
 
 
 async def answer(
@@ -54,7 +56,7 @@ async def answer(
     intent = classify(request.message)
     keepalive = asyncio.create_task(_keep_alive(replies, progress_every))
     started = time.monotonic()
-    usage, cut, error_code, error_kind, text = None, None, None, None, ""
+    usage, cut, source, error_code, error_kind, text = None, None, None, None, None, ""
     try:
         async for piece in engine.stream(request, intent, [{"role": t.role, "content": t.content} for t in history]):
             if isinstance(piece, str):
@@ -63,6 +65,8 @@ async def answer(
                 usage = piece
             elif isinstance(piece, Cut):
                 cut = piece
+            elif isinstance(piece, Source):
+                source, usage = piece, None
             else:
                 await replies.ui_actions(piece)
         text = replies.text or tools.describe(replies.actions)
@@ -86,8 +90,9 @@ async def answer(
     total_ms = (time.monotonic() - started) * 1000
     first = (replies.first_chunk_at - started) * 1000 if replies.first_chunk_at else None
     if error_code is None:
-        log.info("answered %s via %s in %.0f ms", intent, engine.name, total_ms, extra={**extra, "marker": logs.OK})
-    return Outcome(intent, text, total_ms, first, usage, error_code, error_kind)
+        via = source.endpoint if source else engine.name
+        log.info("answered %s via %s in %.0f ms", intent, via, total_ms, extra={**extra, "marker": logs.OK})
+    return Outcome(intent, text, total_ms, first, usage, error_code, error_kind, source)
 
 
 async def _keep_alive(replies: ReplyStream, interval: float) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import Protocol
 
 import msgspec
 from pam_shared.internal import ChatRequest
-from pam_shared.protocol import UiAction
+from pam_shared.protocol import Truncation, UiAction
 
 
 class Usage(msgspec.Struct):
@@ -15,16 +15,26 @@ class Usage(msgspec.Struct):
 
     tokens_in: int | None
     tokens_out: int | None
+    cached_tokens: int | None = None
+    """Of ``tokens_in``, how many the provider read from its prompt cache."""
 
 
 class Cut(msgspec.Struct):
     """The answer stops here, short of what the model meant to say (see ``ChatResponse.truncated``)."""
 
-    reason: Literal["length", "deadline"]
+    reason: Truncation
 
 
-Piece = str | list[UiAction] | Usage | Cut
-"""An engine yields text deltas, at most once a list of UI actions, maybe its usage, maybe a cut."""
+class Source(msgspec.Struct):
+    """The endpoint an engine is asking now; the last one yielded is the one that answered."""
+
+    endpoint: str
+    model: str
+
+
+Piece = str | list[UiAction] | Usage | Cut | Source
+"""An engine yields text deltas, at most once a list of UI actions, maybe its usage, maybe a cut,
+and (the OpenAI engine) the endpoint it is trying before it tries it."""
 
 
 class EngineFailure(Exception):

@@ -1,14 +1,16 @@
-"""The OpenAI engine: a streamed chat completion with tools.
+"""The OpenAI engine: a streamed chat completion with tools, from the first healthy endpoint.
 
-The official SDK sends the request (auth, base URL, retries, status errors as its error
-types); its raw streaming response is read by ``completions``, not by the SDK's typed stream.
+The official SDK sends the request (auth, base URL, status errors as its error types); its
+raw streaming response is read by ``completions``, not by the SDK's typed stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -18,13 +20,15 @@ import msgspec
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pam_shared import tracing
+from pam_shared.discovery import EndpointHealth
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
-from pam_shared.settings import OrchestratorSettings
+from pam_shared.settings import ModelEndpoint, ModelSettings
 
-from pam_orchestrator import completions, prompt, tools
+from pam_orchestrator import completions, metrics, prompt, tools
+from pam_orchestrator.breaker import Breaker
 from pam_orchestrator.completions import Chunk, ToolCallDelta
-from pam_orchestrator.engine import Cut, EngineFailure, Piece, Usage
+from pam_orchestrator.engine import Cut, EngineFailure, Piece, Source, Usage
 
 log = logging.getLogger("pam.orchestrator.llm")
 
@@ -72,28 +76,86 @@ class _Heard:
         return [actions, self.cut] if actions else [self.cut]
 
 
+@dataclass
+class _Endpoint:
+    spec: ModelEndpoint
+    client: openai.AsyncOpenAI
+    breaker: Breaker
+
+
 class OpenAIEngine:
+    """Asks the model endpoints in order: the first healthy one that starts answering answers.
+
+    Before the first word, a failure moves the chat to the next endpoint unseen (and, when all
+    failed, for ``retries`` more rounds after a short pause); after it, the answer ends with
+    what was said, marked ``truncated: "error"``.  Each endpoint has a circuit breaker.
+    """
+
     name = "openai"
 
-    def __init__(self, settings: OrchestratorSettings) -> None:
-        self.model = settings.openai_model
-        self.max_tokens = settings.max_completion_tokens
-        self.deadline_seconds = settings.answer_deadline_seconds
-        self.client = openai.AsyncOpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
-        )
+    def __init__(self, models: ModelSettings) -> None:
+        self.max_tokens = models.max_completion_tokens
+        self.deadline_seconds = models.answer_deadline_seconds
+        self.retries = models.retries
+        self.endpoints = [
+            _Endpoint(spec, _client(spec), Breaker(models.breaker_failures, models.breaker_cooldown_seconds))
+            for spec in models.endpoints
+        ]
+        for endpoint in self.endpoints:
+            metrics.watch_breaker(endpoint.spec.name, endpoint.breaker)
+
+    @property
+    def model(self) -> str:
+        return self.endpoints[0].spec.model
 
     async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
-        """The answer as it streams; past the deadline it ends with what was said (or fails, if nothing was)."""
-        deadline = asyncio.get_running_loop().time() + self.deadline_seconds
+        """The answer as it streams, from the first endpoint that gives one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_seconds
+        # History roles come from our own records ("user"/"assistant"), so the messages fit the SDK's type.
+        messages = cast("list[ChatCompletionMessageParam]", prompt.messages(request, intent, history))
+        failure = EngineFailure("unavailable")
+        for attempt in range(self.retries + 1):
+            if attempt:
+                if failure.kind not in _RETRIED or loop.time() + RETRY_PAUSE_SECONDS >= deadline:
+                    break
+                await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
+            for endpoint in self.endpoints:
+                if loop.time() >= deadline:
+                    raise EngineFailure("timeout")
+                if not endpoint.breaker.take():
+                    continue
+                said = settled = False
+                try:
+                    yield Source(endpoint.spec.name, endpoint.spec.model)
+                    async for piece in self._ask(endpoint, messages, deadline):
+                        said = said or isinstance(piece, str | list)
+                        yield piece
+                    endpoint.breaker.succeeded()
+                    settled = True
+                    return
+                except EngineFailure as exc:
+                    settled = _judge(endpoint, exc)
+                    if said:
+                        log.warning("model endpoint %s failed part-way: %s", endpoint.spec.name, exc.kind)
+                        yield Cut("error")
+                        return
+                    log.warning("model endpoint %s failed before answering: %s", endpoint.spec.name, exc.kind)
+                    failure = exc
+                finally:
+                    if not settled:  # the answer was stopped: no verdict on the endpoint
+                        endpoint.breaker.released()
+        raise failure
+
+    async def _ask(
+        self, endpoint: _Endpoint, messages: list[ChatCompletionMessageParam], deadline: float
+    ) -> AsyncIterator[Piece]:
+        """One endpoint's answer; past the deadline it ends with what was said (or fails, if nothing was)."""
         heard = _Heard()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout_at(deadline):
-                    response = await stack.enter_async_context(self._open(request, intent, history))
+                    response = await stack.enter_async_context(self._open(endpoint, messages))
                 reads = await stack.enter_async_context(contextlib.aclosing(completions.events(response.http_response)))
                 while True:
                     async with asyncio.timeout_at(deadline):  # never around a yield: it would cancel our reader
@@ -114,13 +176,11 @@ class OpenAIEngine:
             yield piece
 
     def _open(
-        self, request: ChatRequest, intent: str, history: list[dict[str, str]]
+        self, endpoint: _Endpoint, messages: list[ChatCompletionMessageParam]
     ) -> AbstractAsyncContextManager[openai.AsyncAPIResponse[openai.AsyncStream[ChatCompletionChunk]]]:
-        """The request, sent on entering; a status error (after the SDK's retries) raises there."""
-        # History roles come from our own records ("user"/"assistant"), so the messages fit the SDK's type.
-        messages = cast("list[ChatCompletionMessageParam]", prompt.messages(request, intent, history))
-        return self.client.chat.completions.with_streaming_response.create(
-            model=self.model,
+        """The request, sent on entering; a status error raises there."""
+        return endpoint.client.chat.completions.with_streaming_response.create(
+            model=endpoint.spec.model,
             messages=messages,
             tools=tools.TOOLS,
             max_completion_tokens=self.max_tokens,
@@ -129,8 +189,59 @@ class OpenAIEngine:
             extra_headers=_trace_headers(),
         )
 
+    def health(self) -> list[EndpointHealth]:
+        """Each endpoint's breaker, for ``$SRV.STATS`` and so ``/api/health/detailed``."""
+        return [
+            EndpointHealth(
+                name=e.spec.name,
+                model=e.spec.model,
+                state=e.breaker.state,
+                failures=e.breaker.failures,
+                retry_in_seconds=round(e.breaker.retry_in, 1),
+            )
+            for e in self.endpoints
+        ]
+
     async def close(self) -> None:
-        await self.client.close()
+        for endpoint in self.endpoints:
+            await endpoint.client.close()
+
+
+RETRY_PAUSE_SECONDS = 0.5
+_RETRIED = frozenset({"server_error", "connection", "timeout", "api_error"})
+"""Failures worth another round over the endpoints; a rate limit or a refused request is not."""
+_NOT_THE_PROVIDERS = frozenset({"http_400", "http_413", "http_422", "length"})
+"""Failures of this request, not of the endpoint: the breaker does not count them."""
+
+
+def _client(spec: ModelEndpoint) -> openai.AsyncOpenAI:
+    # No SDK retries: they would wait out a Retry-After (up to a minute) that the next endpoint need not.
+    return openai.AsyncOpenAI(api_key=spec.api_key, base_url=spec.base_url, timeout=spec.timeout_seconds, max_retries=0)
+
+
+def _judge(endpoint: _Endpoint, failure: EngineFailure) -> bool:
+    """Tell the endpoint's breaker about a failure that was the provider's; True when it was told."""
+    metrics.endpoint_failures.labels(endpoint.spec.name, failure.kind).inc()
+    if failure.kind in _NOT_THE_PROVIDERS:
+        return False
+    endpoint.breaker.failed(_retry_after(failure.__cause__))
+    return True
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """The provider's ``Retry-After`` (seconds, or an HTTP date) or ``retry-after-ms``, if it sent one."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    with contextlib.suppress(ValueError):
+        if millis := headers.get("retry-after-ms"):
+            return max(0.0, float(millis) / 1000)
+        if value := headers.get("retry-after"):
+            return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after", ""))
+        return max(0.0, when.timestamp() - time.time())
+    return None
 
 
 def _trace_headers() -> dict[str, str]:

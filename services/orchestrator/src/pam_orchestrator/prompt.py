@@ -1,4 +1,9 @@
-"""Context enrichment: turn the client's context into the system prompt and message list."""
+"""Context enrichment: turn the client's context into the message list the model reads.
+
+Laid out for the providers' prefix caches (exact prefix match): what is the same on every
+chat (the persona, and the tool definitions the engine sends) comes first and byte-identical,
+then the conversation's earlier turns, then this chat's context, then its message.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,10 @@ PERSONA = (
 )
 
 
-def system_prompt(request: ChatRequest, intent: str) -> str:
-    """The persona plus what we know about where the user is and what they care about."""
+def chat_context(request: ChatRequest, intent: str) -> str:
+    """What we know, for this chat, about where the user is and what they care about."""
     context = request.context
-    lines = [PERSONA, *_whereabouts(request)]
+    lines = ["About this message (from the app, not written by the user):", *_whereabouts(request)]
     if context.current_page:
         lines.append(f"They are looking at the {context.current_page} page of the app.")
     lines.append(f"This message looks like a {intent} question.")
@@ -51,9 +56,10 @@ def _whereabouts(request: ChatRequest) -> list[str]:
 
 
 def messages(request: ChatRequest, intent: str, history: list[dict[str, str]]) -> list[dict[str, str]]:
-    """System prompt, earlier turns of the conversation, then the new message."""
+    """The persona, earlier turns of the conversation, this chat's context, then the new message."""
     return [
-        {"role": "system", "content": system_prompt(request, intent)},
+        {"role": "system", "content": PERSONA},
         *history,
+        {"role": "system", "content": chat_context(request, intent)},
         {"role": "user", "content": request.message},
     ]

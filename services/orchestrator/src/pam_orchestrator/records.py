@@ -22,7 +22,8 @@ def answer_events(
     request: ChatRequest, replies: ReplyStream, outcome: Outcome, engine: Engine, instance: str
 ) -> list[Event]:
     """The events to record for one answer: always exactly one."""
-    usage = outcome.usage
+    usage, source = outcome.usage, outcome.source
+    model, endpoint = (source.model, source.endpoint) if source else (engine.model, None)
     trace_id = tracing.trace_id_of(tracing.current_traceparent.get())
     first_chunk_ms = round(outcome.first_chunk_ms, 2) if outcome.first_chunk_ms is not None else None
     if outcome.error_code is not None:
@@ -33,7 +34,7 @@ def answer_events(
             message_id=replies.message_id,
             intent=outcome.intent,
             engine=engine.name,
-            model=engine.model,
+            model=model,
             orchestrator=instance,
             total_ms=round(outcome.total_ms, 2),
             created_at=time.time(),
@@ -42,6 +43,8 @@ def answer_events(
             tokens_out=usage.tokens_out if usage else None,
             error_code=outcome.error_code,
             trace_id=trace_id,
+            cached_tokens=usage.cached_tokens if usage else None,
+            endpoint=endpoint,
         )
         return [failed]
     answered = Answer(
@@ -61,5 +64,7 @@ def answer_events(
         tokens_in=usage.tokens_in if usage else None,
         tokens_out=usage.tokens_out if usage else None,
         trace_id=trace_id,
+        cached_tokens=usage.cached_tokens if usage else None,
+        endpoint=endpoint,
     )
     return [answered]

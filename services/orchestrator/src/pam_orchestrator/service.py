@@ -11,8 +11,9 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.request import Request
-from nats.micro.service import Service
+from nats.micro.service import EndpointStats, Service
 from pam_shared import __version__, bus, debugging, delivery, jetstream, logs, subjects, tracing
+from pam_shared.discovery import ServiceData
 from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
@@ -36,7 +37,7 @@ class Orchestrator:
         self.settings = settings
         self.names = settings.subjects
         self.offline = OfflineEngine()
-        self.llm = OpenAIEngine(settings) if settings.openai_api_key else None
+        self.llm = OpenAIEngine(settings.models) if settings.models.endpoints else None
         self.inflight: set[asyncio.Task[None]] = set()
         self.nc: Client | None = None
         self.service: Service | None = None
@@ -64,6 +65,7 @@ class Orchestrator:
             version=__version__,
             description="PAM orchestrator: intents, context, OpenAI",
             metadata={"instance": self.settings.instance_id, "engine": "openai" if self.llm else "offline"},
+            stats_handler=self.stats,
         )
         await self.service.add_endpoint(
             name="chat",
@@ -79,6 +81,10 @@ class Orchestrator:
             "openai" if self.llm else "offline",
             extra={"marker": logs.OK},
         )
+
+    def stats(self, endpoint: EndpointStats) -> object:
+        """The model endpoints' breakers, in ``$SRV.STATS`` (``/api/health/detailed`` shows them)."""
+        return msgspec.to_builtins(ServiceData(models=self.llm.health() if self.llm else []))
 
     async def on_chat(self, request: Request) -> None:
         """Start answering and return at once, so this worker keeps taking requests."""

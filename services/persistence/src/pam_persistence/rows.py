@@ -19,7 +19,7 @@ MESSAGE_COLUMNS = ("id", "conversation_id", "user_id", "session_id", "role", "co
                    "client_message_id", "reply_to", "current_page", "ui_actions", "created_at", "trace_id")  # fmt: skip
 ANALYTICS_COLUMNS = ("id", "user_id", "session_id", "message_id", "intent", "engine", "model", "orchestrator",
                      "total_ms", "time_to_first_chunk_ms", "tokens_in", "tokens_out", "error_code", "created_at",
-                     "trace_id")  # fmt: skip
+                     "trace_id", "cached_tokens", "endpoint")  # fmt: skip
 
 Message = UserMessage | AssistantMessage | Answer
 Measured = AnalyticsEvent | Answer
@@ -59,7 +59,7 @@ def analytics_row(e: Measured) -> tuple[object, ...]:
     if isinstance(e, Answer):
         return (e.event_id, e.user_id, e.session_id, e.event_id, e.intent, e.engine, e.model, e.orchestrator,
                 e.total_ms, e.time_to_first_chunk_ms, e.tokens_in, e.tokens_out, None, moment(e.created_at),
-                e.trace_id)  # fmt: skip
+                e.trace_id, e.cached_tokens, e.endpoint)  # fmt: skip
     return (e.event_id, e.user_id, e.session_id, e.message_id, e.intent, e.engine, e.model, e.orchestrator,
             e.total_ms, e.time_to_first_chunk_ms, e.tokens_in, e.tokens_out, e.error_code, moment(e.created_at),
-            e.trace_id)  # fmt: skip
+            e.trace_id, e.cached_tokens, e.endpoint)  # fmt: skip
