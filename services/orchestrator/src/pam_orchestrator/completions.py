@@ -39,9 +39,14 @@ class Choice(msgspec.Struct, gc=False):
     finish_reason: str | None = None
 
 
+class PromptTokensDetails(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None
+
+
 class ChunkUsage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class StreamError(msgspec.Struct, gc=False):

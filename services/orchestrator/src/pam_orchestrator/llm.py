@@ -54,7 +54,9 @@ class _Heard:
             raise EngineFailure("api_error")
         found: list[Piece] = []
         if chunk.usage is not None:
-            found.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
+            details = chunk.usage.prompt_tokens_details
+            cached = details.cached_tokens if details else None
+            found.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, cached))
         for choice in chunk.choices:
             if choice.delta.content:
                 self.said = True
