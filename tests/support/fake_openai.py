@@ -11,6 +11,7 @@ is steered by directives inside the last user message, so each test says what th
     [say:some text]           stream exactly this text instead of the echo
     [words:500]               stream that many words ("w1 w2 ...") instead of the echo
     [cut]                     drop the connection mid-stream
+    [usage:12:34]             end the stream with a usage chunk (prompt, completion tokens)
 
 By default it streams ``Echo: <message without directives>`` word by word.  Each word
 counts as one token: past the request's ``max_completion_tokens`` the answer stops with
@@ -37,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
 
@@ -87,6 +88,8 @@ async def completions(request: Request) -> Response:
         return JSONResponse(_whole(model, reply, tools))
     gap = float(found["gap"][0]) if "gap" in found else 0.0
     stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit)
+    if "usage" in found:
+        stream = _with_usage(stream, model, found["usage"][0])
     return StreamingResponse(stream, media_type="text/event-stream")
 
 
@@ -129,6 +132,17 @@ def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
     }
+
+
+async def _with_usage(stream: AsyncIterator[bytes], model: str, spec: str) -> AsyncIterator[bytes]:
+    """The usage chunk (no choices) just before ``[DONE]``, as ``stream_options.include_usage`` asks."""
+    prompt, completion = (int(n) for n in spec.split(":"))
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    payload = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
+    async for part in stream:
+        if part == b"data: [DONE]\n\n":
+            yield b"data: " + json.dumps(payload).encode() + b"\n\n"
+        yield part
 
 
 async def requests_seen(request: Request) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -35,7 +36,9 @@ TTL_SECONDS = 33 * 86400
 """A month's entry outlives its month (the bucket's max age counts from the last write)."""
 TIMEOUT_SECONDS = 1.0
 """How long a chat waits for its counters before it is let through."""
-DEBIT_ATTEMPTS = 20
+DEBIT_ATTEMPTS = 100
+BACKOFF_SECONDS = 0.002
+"""After a lost compare-and-set, wait up to this times the attempts so far (jittered): writers spread out."""
 CHARS_PER_TOKEN = 4
 """The estimate for text whose tokens the provider did not report: about 4 characters a token."""
 
@@ -74,7 +77,8 @@ class Spent:
 
 
 def key(user_id: str, period: Period, at: datetime) -> str:
-    stamp = at.strftime("%Y%m%d" if period == "day" else "%Y%m")
+    """The entry of ``user_id``'s spend in the UTC day or month ``at`` falls in."""
+    stamp = at.astimezone(UTC).strftime("%Y%m%d" if period == "day" else "%Y%m")
     return f"{user_token(user_id)}.{period}.{stamp}"
 
 
@@ -163,7 +167,9 @@ class Budgets:
     async def _add(self, name: str, tokens: int) -> None:
         """Compare-and-set: a concurrent debit makes us read again and add to that."""
         assert self._kv is not None
-        for _ in range(DEBIT_ATTEMPTS):
+        for attempt in range(DEBIT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
             try:
                 entry = await self._kv.get(name)
             except KeyNotFoundError:
