@@ -11,7 +11,7 @@ import msgspec
 import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pam_shared.errors import MESSAGES
+from pam_shared.errors import ERRORS
 from pam_shared.protocol import server_decoder
 
 DOCUMENTED_CLOSES = {1007, 1009}  # invalid UTF-8, frame far too large
@@ -70,7 +70,7 @@ class Prober:
             server_decoder.decode(text)  # every reply is a well-formed server frame
             frame = msgspec.json.decode(text)
             if frame["type"] == "error":
-                assert frame["code"] in MESSAGES
+                assert frame["code"] in ERRORS
             if done(frame):
                 return
 

@@ -53,7 +53,7 @@ async def test_cached_prompt_tokens_are_recorded_in_analytics_and_metrics(stack,
     stack.orchestrator(**llm_env, PAM_METRICS_PORT=str(port))
     gateway = stack.gateway()
     async with await connected(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
-        assert (await client.chat("[cached:1024] fuel near Katherine?", "u1"))[-1]["type"] == "chat_response"
+        assert (await client.chat("[usage:1124:4:1024] fuel near Katherine?", "u1"))[-1]["type"] == "chat_response"
     db = await asyncpg.connect(database_url)
     try:
         rows = await until(

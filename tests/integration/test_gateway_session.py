@@ -20,9 +20,10 @@ from pam_gateway.relay import Relay
 from pam_gateway.session import Session
 from pam_shared.auth import Identity, authenticate
 from pam_shared.background import Tasks
+from pam_shared.budget import Budgets
 from pam_shared.internal import chat_request_decoder
 from pam_shared.journal import Journal
-from pam_shared.settings import load_gateway_settings
+from pam_shared.settings import BudgetSettings, load_gateway_settings
 from pam_shared.spool import Spool
 from pam_shared.subjects import Subjects
 from support.sockets import RecordingSocket
@@ -34,11 +35,12 @@ async def path(nc: Client, names: Subjects, tmp_path: Path) -> AsyncIterator[Cha
     kept = KeptFrames(nc.jetstream(), names)
     parts = ChatPath(
         UserQuota(nc.jetstream(), names.rate_bucket, 100),
+        Budgets(nc.jetstream(), names.budget_bucket, BudgetSettings(0, 0)),
         ChatKeys(nc.jetstream(), names.idempotency_bucket, 60),
         Journal(nc, names, Spool(tmp_path, "test"), 100),
         Relay(nc, names, "gw-test", 5, kept, tasks),
     )
-    for part in (parts.quota, parts.keys, parts.journal, parts.relay):
+    for part in (parts.quota, parts.budgets, parts.keys, parts.journal, parts.relay):
         await part.start()
     yield parts
     await parts.relay.stop()

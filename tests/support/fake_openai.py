@@ -11,7 +11,8 @@ is steered by directives inside the last user message, so each test says what th
     [say:some text]           stream exactly this text instead of the echo
     [words:500]               stream that many words ("w1 w2 ...") instead of the echo
     [cut]                     drop the connection mid-stream
-    [cached:300]              end with a usage chunk reporting that many cached prompt tokens
+    [usage:12:34]             end the stream with a usage chunk (prompt, completion tokens)
+    [usage:1124:4:1024]       ... and that many of the prompt tokens read from the provider's cache
 
 Started with ``--status 429 [--retry-after 2]`` it answers every request with that error
 instead, and with ``--hang`` it never answers at all: a provider that is down.
@@ -41,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|cached)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
 outage: dict[str, str] = {}
@@ -98,13 +99,14 @@ async def completions(request: Request) -> Response:
     if not body.get("stream"):
         return JSONResponse(_whole(model, reply, tools))
     gap = float(found["gap"][0]) if "gap" in found else 0.0
-    cached = int(found["cached"][0]) if "cached" in found else None
-    stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit, cached)
+    stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit)
+    if "usage" in found:
+        stream = _with_usage(stream, model, found["usage"][0])
     return StreamingResponse(stream, media_type="text/event-stream")
 
 
 async def _stream(
-    model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool, too_long: bool, cached: int | None
+    model: str, words: list[str], tools: list[list[str]], gap: float, cut: bool, too_long: bool
 ) -> AsyncIterator[bytes]:
     yield chunk(model, {"role": "assistant", "content": ""})
     for i, word in enumerate(words):
@@ -125,21 +127,7 @@ async def _stream(
         for piece in (arguments[:half], arguments[half:]):
             yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk(model, {}, "length" if too_long else "tool_calls" if tools else "stop")
-    if cached is not None:
-        yield _usage(model, cached + 100, len(words), cached)
     yield b"data: [DONE]\n\n"
-
-
-def _usage(model: str, prompt: int, completion: int, cached: int) -> bytes:
-    """The last chunk of a stream asked for ``include_usage``: no choices, the answer's tokens."""
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
-    payload = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:
@@ -156,6 +144,19 @@ def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
     }
+
+
+async def _with_usage(stream: AsyncIterator[bytes], model: str, spec: str) -> AsyncIterator[bytes]:
+    """The usage chunk (no choices) just before ``[DONE]``, as ``stream_options.include_usage`` asks."""
+    prompt, completion, *cached = (int(n) for n in spec.split(":"))
+    usage: dict = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached[0]}
+    payload = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
+    async for part in stream:
+        if part == b"data: [DONE]\n\n":
+            yield b"data: " + json.dumps(payload).encode() + b"\n\n"
+        yield part
 
 
 async def requests_seen(request: Request) -> Response:

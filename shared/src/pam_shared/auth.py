@@ -9,6 +9,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
+from pam_shared.errors import ErrorCode
 from pam_shared.jwks import SIGNING_ALGORITHMS, JwksKeys, JwksUnavailable
 from pam_shared.settings import AuthSettings, ConfigError
 
@@ -24,7 +25,7 @@ _jwks: dict[str, JwksKeys] = {}
 class AuthError(Exception):
     """The token was refused; ``code`` is the error code sent to the client."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: ErrorCode) -> None:
         super().__init__(code)
         self.code = code
 

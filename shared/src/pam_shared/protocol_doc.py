@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from pam_shared import wheels
-from pam_shared.errors import MESSAGES
+from pam_shared.errors import ERRORS
 from pam_shared.protocol import (
     FORBIDDEN,
     RATE_LIMITED,
@@ -69,6 +69,19 @@ chats beyond the per-user budget (`PAM_USER_MESSAGES_PER_MINUTE`, shared by all 
 dropped with an `error` of code `rate_limited` whose `details.retry_after` says how many seconds
 to wait; the socket stays open.
 
+Each signed-in user may spend `PAM_USER_TOKENS_PER_DAY` model tokens per UTC day and
+`PAM_USER_TOKENS_PER_MONTH` per UTC month (0, the default, is unlimited), counted across every
+gateway and orchestrator. Once either is used up, a chat is refused before it reaches the model
+with an `error` of code `budget_exceeded` whose `details` say which budget (`period`: `"day"` or
+`"month"`), when it starts again (`resets_at`, ISO 8601 UTC: the next midnight UTC or the first
+of the next month) and `retry_after_seconds`; the socket stays open. An answer is debited after it
+ends, with the provider's reported usage (prompt plus completion tokens); an answer that ended
+without it (cut short, a dropped stream, a deadline, an error after some text) is debited an
+estimate of about 4 characters a token for the prompt sent and the text streamed, so the answer
+that crosses a limit is still given in full and the next chat is refused. Demo sessions have no
+budget. `GET /api/v1/usage` (`Authorization: Bearer JWT`) shows a user their own spend:
+`{"day": {"used": N, "limit": L or null, "resets_at": "..."}, "month": {...}}`.
+
 `PAM_TOKEN_WARNING_SECONDS` before the token's `exp` the server sends an `error` with code
 `token_expiring`. Sending `{"type": "auth", "token": "<fresh JWT>"}` swaps the token without
 reconnecting (answered by a `connection` frame with the new `expires_at`); without it the socket
@@ -117,11 +130,17 @@ seed's paths; underneath, sessions, limits, resume and persistence are shared.
   the same chat over HTTP, answered as one JSON body. A chat the client sends again within
   `PAM_IDEMPOTENCY_WINDOW_SECONDS` (same `message_id`, or same text when it has none), over
   the socket or REST, on any gateway, gets the answer already under way, not a second one.
-  401 for a bad token, 403 `user_mismatch`, 400 `invalid_message`, 429 `rate_limited` with
-  `Retry-After`, 503 when no orchestrator answers, 504 when the answer does not come in 90 s;
-  an answer that failed is 200 with `error: true`. `GET /api/v1/pam/health` (and
+  401 for a bad token, 403 `user_mismatch`, 400 `invalid_message`, 429 `rate_limited` or
+  `budget_exceeded` (its `details` as on the socket) with `Retry-After`, 503 when no
+  orchestrator answers, 504 when the answer does not come in 90 s; an answer that failed is
+  200 with `error: true`. `GET /api/v1/pam/health` (and
   `/api/v1/pam-simple/health`) is the client's liveness check.
 - CORS for these endpoints and the socket's `Origin` check both follow `PAM_ALLOWED_ORIGINS`.
+"""
+
+ERRORS_OUTRO = """\
+Every code comes from one typed table (`pam_shared.errors`); REST error bodies carry the same
+`error`/`error_code`, `message` and `details` as the socket's `error` frame, with the status above.
 """
 
 CLOSE_CODES = [
@@ -143,7 +162,9 @@ def render() -> str:
     parts += [_frame(components[t.__name__]) for t in ServerFrame.__args__]
     parts.append("## Nested types\n")
     parts += [_frame(components[name]) for name in ("ChatContext", "UserLocation", "SessionData", "UiAction")]
-    parts.append(_table("Error codes", ("code", "message"), [(f"`{c}`", m) for c, m in MESSAGES.items()]))
+    errors: list[tuple[str, ...]] = [(f"`{c}`", str(p.status), p.message) for c, p in ERRORS.items()]
+    parts.append(_table("Error codes", ("code", "HTTP status (REST)", "message"), errors))
+    parts.append(ERRORS_OUTRO)
     parts.append(_table("Close codes", ("code", "meaning"), [(f"`{c}`", m) for c, m in CLOSE_CODES]))
     parts.append(_wheels())
     return "\n".join(parts)

@@ -132,9 +132,22 @@ class _EndpointSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """Tokens each user may spend per UTC day and per UTC month; 0 is unlimited."""
+
+    tokens_per_day: int
+    tokens_per_month: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens_per_day or self.tokens_per_month)
+
+
+@dataclass(frozen=True)
 class GatewaySettings(Settings):
     auth: AuthSettings
     journal: JournalSettings
+    budget: BudgetSettings
     gateway_host: str
     gateway_port: int
     max_message_bytes: int
@@ -156,6 +169,7 @@ class GatewaySettings(Settings):
 @dataclass(frozen=True)
 class OrchestratorSettings(Settings):
     journal: JournalSettings
+    budget: BudgetSettings
     models: ModelSettings
     progress_interval_seconds: float
     chunk_window_ms: float
@@ -226,6 +240,7 @@ def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettin
         **_common(read),
         auth=load_auth_settings(env),
         journal=_journal(read),
+        budget=_budget(read),
         gateway_host=read.text("PAM_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(read.number("PAM_GATEWAY_PORT", 8000, low=0, high=65535)),
         max_message_bytes=int(read.number("PAM_MAX_MESSAGE_BYTES", 65536, low=256)),
@@ -252,6 +267,7 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
     return OrchestratorSettings(
         **_common(read),
         journal=_journal(read),
+        budget=_budget(read),
         models=load_model_settings(env),
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
@@ -389,6 +405,13 @@ def _journal(read: _Reader) -> JournalSettings:
     return JournalSettings(
         max_pending=int(read.number("PAM_JOURNAL_MAX_PENDING", 5000, low=1)),
         spool_dir=read.text("PAM_JOURNAL_SPOOL_DIR", ".pam/spool"),
+    )
+
+
+def _budget(read: _Reader) -> BudgetSettings:
+    return BudgetSettings(
+        tokens_per_day=int(read.number("PAM_USER_TOKENS_PER_DAY", 0, low=0)),
+        tokens_per_month=int(read.number("PAM_USER_TOKENS_PER_MONTH", 0, low=0)),
     )
 
 

@@ -86,6 +86,12 @@ class Subjects:
         return f"{self.namespace.upper().replace('-', '_')}_TURNS"
 
     @property
+    def budget_bucket(self) -> str:
+        """The key-value bucket of each user's tokens spent per day and month (``pam_shared.budget``);
+        keys start with the user's token, so one user's entries go by prefix."""
+        return f"{self.namespace.upper().replace('-', '_')}_BUDGETS"
+
+    @property
     def events_stream(self) -> str:
         """The JetStream stream that carries everything persistence writes."""
         return f"{self.namespace.upper().replace('-', '_')}_EVENTS"

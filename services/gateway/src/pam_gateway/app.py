@@ -52,7 +52,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed),
         Route("/api/health/ready", health.readiness),
-        *read_api.routes(gateway.nc, settings),
+        *read_api.routes(gateway.nc, settings, gateway.budgets),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),
     ]

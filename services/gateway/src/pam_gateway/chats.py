@@ -1,7 +1,8 @@
 """Where a chat goes once a socket or a REST call has accepted it: one path for both.
 
-The per-user budget first, then the journal (the user's message, for persistence), then the
-relay to the orchestrators; the keys that spot a re-sent chat ride along.
+Admission first (the per-user message limit, then the user's token budget), then the journal
+(the user's message, for persistence), then the relay to the orchestrators; the keys that
+spot a re-sent chat ride along.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from dataclasses import dataclass
 
 from pam_shared import logs, tracing
 from pam_shared.auth import Identity
+from pam_shared.budget import Budgets
+from pam_shared.errors import ErrorCode
 from pam_shared.events import UserMessage
 from pam_shared.internal import ChatRequest, chat_request_encoder
 from pam_shared.journal import Journal
 from pam_shared.protocol import Chat
 
+from pam_gateway import metrics
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Recipient, Relay
@@ -26,14 +30,38 @@ log = logging.getLogger("pam.gateway.chats")
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """A chat turned away before it reached the model: the code, its details, seconds to wait."""
+
+    code: ErrorCode
+    details: dict[str, object]
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
 class ChatPath:
-    """Where a chat goes once accepted, from a socket or over REST: the per-user budget, the
+    """Where a chat goes once accepted, from a socket or over REST: the per-user limits, the
     keys that spot a re-sent chat, the journal, the relay."""
 
     quota: UserQuota
+    budgets: Budgets
     keys: ChatKeys
     journal: Journal
     relay: Relay
+
+    async def admit(self, identity: Identity, client_ip: str) -> Refused | None:
+        """Why this chat may not go on now, if it may not: the message limit, the token budget.
+        Demo identities are fresh per socket, so their chats count against the client's address
+        (and have no budget)."""
+        retry_after = await self.quota.take(f"demo@{client_ip}" if identity.demo else identity.user_id)
+        if retry_after:
+            metrics.rate_limited.labels("user").inc()
+            return Refused("rate_limited", {"retry_after": round(retry_after, 2)}, retry_after)
+        spent = None if identity.demo else await self.budgets.spent(identity.user_id)
+        if spent is not None:
+            metrics.rate_limited.labels("budget").inc()
+            return Refused("budget_exceeded", spent.details, spent.retry_after_seconds)
+        return None
 
     async def submit(
         self, identity: Identity, session_id: str, chat: Chat, recipient: Recipient, chat_id: str | None = None

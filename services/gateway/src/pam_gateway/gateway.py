@@ -18,6 +18,7 @@ from nats.micro.service import Service
 from pam_shared import __version__, bus, debugging, delivery, discovery, jetstream, logs
 from pam_shared.auth import Identity
 from pam_shared.background import Tasks
+from pam_shared.budget import Budgets
 from pam_shared.journal import Journal
 from pam_shared.protocol import SERVICE_RESTART, Connection, now_iso
 from pam_shared.settings import GatewaySettings
@@ -53,7 +54,8 @@ class Gateway:
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
         self.pushes = Pushes(self.nc, names, self.registry.inboxes_of)
         self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
-        self.path = ChatPath(self.quota, self.keys, self.journal, self.relay)
+        self.budgets = Budgets(self.nc.jetstream(), names.budget_bucket, settings.budget)
+        self.path = ChatPath(self.quota, self.budgets, self.keys, self.journal, self.relay)
         self.sockets = Sockets(settings, self.registry, self._open_session)
         self._debug_switch: Subscription | None = None
         self._service: Service | None = None
@@ -71,6 +73,7 @@ class Gateway:
         await self.journal.start(replicas)
         await self.quota.start(replicas)
         await self.keys.start(replicas)
+        await self.budgets.start(replicas)
         await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)
         self._service = await add_service(

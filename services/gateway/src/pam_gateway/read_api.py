@@ -1,9 +1,10 @@
-"""The read API: a user's conversations and messages, and an activity summary for admins.
+"""The read API: a user's conversations, messages and token use, and an activity summary for admins.
 
 Every request carries ``Authorization: Bearer <jwt>``.  The data comes from persistence
 over NATS request-reply (the gateway never opens a database pool).  A user sees only
 their own data: someone else's conversation is a 404, exactly like one that does not
-exist.  Errors are JSON: ``{"error": code, "message": words for people}``.
+exist.  Errors are JSON: ``{"error": code, "error_code": code, "message": words for people}``
+(``pam_shared.errors``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from nats.errors import Error as NatsError
 from nats.micro.request import ERROR_CODE_HEADER
 from pam_shared import bus
 from pam_shared.auth import AuthError, Identity, verify_token
-from pam_shared.errors import MESSAGES
+from pam_shared.budget import Budgets, usage_encoder
+from pam_shared.errors import ERRORS, ErrorCode, error_body
 from pam_shared.read_api import (
     AnalyticsRequest,
     ConversationsRequest,
@@ -35,27 +37,19 @@ from starlette.routing import Route
 REQUEST_TIMEOUT_SECONDS = 5.0
 ADMIN_ROLES = frozenset({"admin", "service_role"})
 
-ERRORS: dict[str, tuple[int, str]] = {
-    "token_invalid": (401, MESSAGES["token_invalid"]),
-    "token_expired": (401, MESSAGES["token_expired"]),
-    "forbidden": (403, "This needs an admin token."),
-    "not_found": (404, "There is no such conversation."),
-    "bad_request": (400, "A query parameter is not valid."),
-    "persistence_unavailable": (503, "Conversation history is not available right now. Please try again shortly."),
-}
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, detail: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, detail: str | None = None) -> None:
         super().__init__(code)
         self.code, self.detail = code, detail
 
 
-def routes(nc: Client, settings: GatewaySettings) -> list[Route]:
-    api = ReadApi(nc, settings)
+def routes(nc: Client, settings: GatewaySettings, budgets: Budgets) -> list[Route]:
+    api = ReadApi(nc, settings, budgets)
     return [
+        Route("/api/v1/usage", _guarded(api.usage)),
         Route("/api/v1/conversations", _guarded(api.conversations)),
         Route("/api/v1/conversations/{conversation_id}/messages", _guarded(api.messages)),
         Route("/api/v1/analytics/summary", _guarded(api.analytics)),
@@ -63,10 +57,20 @@ def routes(nc: Client, settings: GatewaySettings) -> list[Route]:
 
 
 class ReadApi:
-    def __init__(self, nc: Client, settings: GatewaySettings) -> None:
+    def __init__(self, nc: Client, settings: GatewaySettings, budgets: Budgets) -> None:
         self.nc = nc
         self.settings = settings
         self.names = settings.subjects
+        self.budgets = budgets
+
+    async def usage(self, request: Request) -> Response:
+        """The user's tokens spent this UTC day and month, their limits (null: none) and resets."""
+        identity = await self._identity(request)
+        try:
+            used = await self.budgets.usage(identity.user_id)
+        except Exception:  # NATS trouble, a timeout
+            raise ApiError("usage_unavailable") from None
+        return Response(usage_encoder.encode(used), media_type="application/json")
 
     async def conversations(self, request: Request) -> Response:
         """The user's conversations, most recently active first; ``?limit=&cursor=``."""
@@ -122,12 +126,9 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ApiError as exc:
-            status, message = ERRORS[exc.code]
-            body: dict[str, str] = {"error": exc.code, "message": message}
-            if exc.detail:
-                body["detail"] = exc.detail
+            status = ERRORS[exc.code].status
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return JSONResponse(body, status_code=status, headers=headers)
+            return JSONResponse(error_body(exc.code, exc.detail), status_code=status, headers=headers)
 
     return endpoint
 

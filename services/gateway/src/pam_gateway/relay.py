@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pam_shared import delivery, logs, subjects, tracing
 from pam_shared.background import Tasks, survive
-from pam_shared.errors import error_frame
+from pam_shared.errors import ErrorCode, error_frame
 from pam_shared.protocol import encoder
 from pam_shared.subjects import Subjects
 
@@ -169,7 +169,7 @@ class Relay:
             self.idle.set()
         return pending
 
-    async def _fail(self, reply_id: str, code: str) -> None:
+    async def _fail(self, reply_id: str, code: ErrorCode) -> None:
         """End an answer with an error, kept for resume like any answer's end."""
         pending = self._forget(reply_id)
         metrics.errors.labels(code).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 
@@ -18,7 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pam_shared import __version__
 from pam_shared.auth import AuthError, Identity, authenticate
-from pam_shared.errors import MESSAGES
+from pam_shared.errors import ERRORS, ErrorCode, error_body
 from pam_shared.protocol import Chat, ChatResponse, Error, UiAction, UiActions, encoder, now_iso, server_decoder
 from pam_shared.settings import GatewaySettings
 from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER
@@ -26,14 +27,13 @@ from pam_shared.wheels import RestChatRequest, RestChatResponse, rest_chat_decod
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pam_gateway import metrics
 from pam_gateway.chats import ChatPath
 from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import KeptFrames
 
 ANSWER_WAIT_SECONDS = 90.0
 """Longest a REST chat waits for its answer (the answer deadline, with room for one retry)."""
-UNAVAILABLE = frozenset({"orchestrator_unavailable"})
+UNAVAILABLE: frozenset[ErrorCode] = frozenset({"orchestrator_unavailable"})
 """Answers that mean PAM cannot answer at all: 503, so the client knows it is offline."""
 
 
@@ -79,16 +79,15 @@ class RestChat:
             identity = await self._identity(request)
             body = rest_chat_decoder.decode(await request.body())
         except AuthError as exc:
-            return _refusal(401, exc.code)
+            return _refusal(exc.code)
         except msgspec.DecodeError as exc:
-            return _refusal(400, "invalid_message", str(exc))
+            return _refusal("invalid_message", str(exc))
         if body.user_id is not None and not identity.owns(body.user_id):
-            return _refusal(403, "user_mismatch")
-        client_ip = request.client.host if request.client else "unknown"
-        retry_after = await self.path.quota.take(f"demo@{client_ip}" if identity.demo else identity.user_id)
-        if retry_after:
-            metrics.rate_limited.labels("user").inc()
-            return _refusal(429, "rate_limited", headers={"Retry-After": str(int(retry_after) + 1)})
+            return _refusal("user_mismatch")
+        refused = await self.path.admit(identity, request.client.host if request.client else "unknown")
+        if refused is not None:
+            retry = {"Retry-After": str(math.ceil(refused.retry_after))}
+            return _refusal(refused.code, details=refused.details, headers=retry)
         collected, chat_id = await self._answer(identity, body)
         return _response(collected, body.session_id or chat_id, chat_id, time.monotonic() - started)
 
@@ -138,9 +137,9 @@ async def _ended(collected: Collected) -> None:
 def _response(collected: Collected, session_id: str, chat_id: str, took: float) -> Response:
     end = collected.end
     if end is None:
-        return _refusal(504, "timeout")
+        return _refusal("timeout")
     if isinstance(end, Error) and end.code in UNAVAILABLE:
-        return _refusal(503, end.code)
+        return _refusal("orchestrator_unavailable")
     text = end.message
     body = RestChatResponse(
         response=text,
@@ -159,10 +158,11 @@ def _response(collected: Collected, session_id: str, chat_id: str, took: float) 
     return Response(encoder.encode(body), media_type="application/json")
 
 
-def _refusal(status: int, code: str, detail: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    """A chat refused before it reached PAM: the shipped client's error shape, with our code."""
-    body = {"error": code, "error_code": code, "message": MESSAGES[code], "detail": detail}
-    return JSONResponse(body, status_code=status, headers=headers)
+def _refusal(
+    code: ErrorCode, detail: str | None = None, details: object = None, headers: dict[str, str] | None = None
+) -> Response:
+    """A chat refused before it reached PAM: the shipped client's error shape, with our code and its status."""
+    return JSONResponse(error_body(code, detail, details), status_code=ERRORS[code].status, headers=headers)
 
 
 async def health(request: Request) -> Response:

@@ -11,7 +11,7 @@ import uuid
 import msgspec
 from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, verify_token
-from pam_shared.errors import error_frame
+from pam_shared.errors import ErrorCode, error_frame
 from pam_shared.protocol import (
     CLIENT_TYPES,
     UNAUTHORIZED,
@@ -48,7 +48,7 @@ class Session:
     # Slots: thousands of idle sessions add up.
     __slots__ = (
         "identity",
-        "quota_key",
+        "client_ip",
         "id",
         "outbox",
         "dialect",
@@ -73,8 +73,7 @@ class Session:
         settings: GatewaySettings,
     ) -> None:
         self.identity = identity
-        # Demo identities are fresh per socket, so their chats count against the client's address.
-        self.quota_key = f"demo@{client_ip}" if identity.demo else identity.user_id
+        self.client_ip = client_ip
         self.id = secrets.token_hex(8)
         self.outbox = outbox
         self.dialect = dialect
@@ -107,7 +106,7 @@ class Session:
     def send(self, frame: msgspec.Struct) -> None:
         self.dialect.write(self.outbox.put, encoder.encode(frame))
 
-    def send_error(self, code: str, details: object = None, reply_to: str | None = None) -> None:
+    def send_error(self, code: ErrorCode, details: object = None, reply_to: str | None = None) -> None:
         self.errors += 1
         metrics.errors.labels(code).inc()
         self.send(error_frame(code, details, reply_to))
@@ -159,10 +158,9 @@ class Session:
         if chat.user_id is not None and not self.identity.owns(chat.user_id):
             self.send_error("user_mismatch", reply_to=chat.message_id)
             return
-        retry_after = await self.path.quota.take(self.quota_key)
-        if retry_after:
-            metrics.rate_limited.labels("user").inc()
-            self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
+        refused = await self.path.admit(self.identity, self.client_ip)
+        if refused is not None:
+            self.send_error(refused.code, refused.details, chat.message_id)
             return
         chat_id = uuid.uuid4().hex
         if self.dialect.resends_over_rest and not self.identity.demo:  # so the re-send finds this answer

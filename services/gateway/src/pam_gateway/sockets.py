@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, authenticate
-from pam_shared.errors import error_frame
+from pam_shared.errors import ErrorCode, error_frame
 from pam_shared.protocol import FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTHORIZED, encoder
 from pam_shared.settings import GatewaySettings
 from starlette.websockets import WebSocket
@@ -29,7 +29,7 @@ OpenSession = Callable[[Identity, str, Outbox, Dialect], Session]
 class Refusal(Exception):
     """A socket turned away: the error code its client is told (if any) and the close code."""
 
-    def __init__(self, code: str | None, close_code: int, at_handshake: bool = False) -> None:
+    def __init__(self, code: ErrorCode | None, close_code: int, at_handshake: bool = False) -> None:
         super().__init__(code or str(close_code))
         self.code, self.close_code, self.at_handshake = code, close_code, at_handshake
 

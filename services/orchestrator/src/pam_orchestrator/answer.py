@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pam_shared import logs
+from pam_shared.errors import ErrorCode
 from pam_shared.internal import ChatRequest, Turn
 
 from pam_orchestrator import tools
@@ -32,7 +33,7 @@ class Outcome:
     total_ms: float
     first_chunk_ms: float | None
     usage: Usage | None
-    error_code: str | None
+    error_code: ErrorCode | None
     error_kind: str | None = None
     source: Source | None = None
     """The model endpoint that answered (or failed last); None for the offline engine."""
@@ -56,7 +57,8 @@ async def answer(
     intent = classify(request.message)
     keepalive = asyncio.create_task(_keep_alive(replies, progress_every))
     started = time.monotonic()
-    usage, cut, source, error_code, error_kind, text = None, None, None, None, None, ""
+    usage, cut, source, error_kind, text = None, None, None, None, ""
+    error_code: ErrorCode | None = None
     try:
         async for piece in engine.stream(request, intent, [{"role": t.role, "content": t.content} for t in history]):
             if isinstance(piece, str):

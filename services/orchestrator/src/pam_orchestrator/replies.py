@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 from pam_shared import delivery, subjects
-from pam_shared.errors import error_frame
+from pam_shared.errors import ErrorCode, error_frame
 from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder, now_iso
 from pam_shared.subjects import Subjects
 
@@ -137,7 +137,7 @@ class ReplyStream:
         )
         await self._publish_kept(encoder.encode(frame), end=True)
 
-    async def fail(self, code: str, details: object = None) -> None:
+    async def fail(self, code: ErrorCode, details: object = None) -> None:
         await self.flush()
         await self._publish_kept(encoder.encode(error_frame(code, details, self.reply_to)), end=True)
 

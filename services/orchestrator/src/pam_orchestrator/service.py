@@ -13,20 +13,22 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service
 from pam_shared import __version__, bus, debugging, delivery, jetstream, logs, subjects, tracing
+from pam_shared.budget import Budgets
 from pam_shared.discovery import ServiceData
 from pam_shared.errors import error_frame
-from pam_shared.internal import ChatRequest, chat_request_decoder
+from pam_shared.internal import ChatRequest, Turn, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.protocol import encoder
 from pam_shared.settings import OrchestratorSettings
 
-from pam_orchestrator import metrics
-from pam_orchestrator.answer import answer
+from pam_orchestrator import metrics, prompt
+from pam_orchestrator.answer import Outcome, answer
 from pam_orchestrator.engine import Engine
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
+from pam_orchestrator.spend import tokens_spent
 from pam_orchestrator.turns import RecentTurns
 
 log = logging.getLogger("pam.orchestrator")
@@ -44,6 +46,7 @@ class Orchestrator:
         self.journal: Journal | None = None
         self.debug_switch: Subscription | None = None
         self.turns: RecentTurns | None = None
+        self.budgets: Budgets | None = None
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -58,6 +61,8 @@ class Orchestrator:
         gap = self.settings.conversation_idle_minutes * 60
         self.turns = RecentTurns(self.nc, self.names, self.settings.history_turns, gap)
         await self.turns.start(replicas)
+        self.budgets = Budgets(self.nc.jetstream(), self.names.budget_bucket, self.settings.budget)
+        await self.budgets.start(replicas)
         self.debug_switch = await debugging.listen(self.nc, self.names)
         self.service = await add_service(
             self.nc,
@@ -107,8 +112,10 @@ class Orchestrator:
         task.add_done_callback(self.inflight.discard)
 
     async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
-        """Answer one chat, then record it for persistence (demo sessions are not recorded).
-        The model sees the conversation's earlier turns (the offline engine needs none)."""
+        """Answer one chat, then record it for persistence and debit the user's budget (demo
+        sessions are neither).  The model sees the conversation's earlier turns (the offline
+        engine needs none).  Whatever follows the answer's end delays nothing the user sees,
+        and ``drain`` waits for it."""
         assert self.turns is not None and self.journal is not None
         engine = self.engine_for(chat)
         recall = None if engine is self.offline else await self.turns.recall(chat)
@@ -124,6 +131,18 @@ class Orchestrator:
             headers = {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)} if traceparent else None
             for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
                 self.journal.record(event, headers)
+        if not chat.demo and engine is not self.offline:
+            await self._debit(chat, history, replies, outcome)
+
+    async def _debit(self, chat: ChatRequest, history: list[Turn], replies: ReplyStream, outcome: Outcome) -> None:
+        assert self.budgets is not None
+        if not self.budgets.enabled:
+            return
+        sent = prompt.messages(chat, outcome.intent, [{"role": t.role, "content": t.content} for t in history])
+        failed = outcome.error_code is not None
+        tokens = tokens_spent(outcome.usage, sent, replies.text if failed else outcome.text, failed)
+        await self.budgets.debit(chat.user_id, tokens)
+        log.debug("debited %d tokens", tokens, extra={"session_id": chat.session_id, "marker": logs.OK})
 
     async def drain(self) -> None:
         """Take no new chats, finish the ones in flight, then leave NATS."""
