@@ -11,6 +11,7 @@ is steered by directives inside the last user message, so each test says what th
     [say:some text]           stream exactly this text instead of the echo
     [words:500]               stream that many words ("w1 w2 ...") instead of the echo
     [cut]                     drop the connection mid-stream
+    [replay:NAME]             send tests/data/streams/NAME.sse byte for byte (a recorded provider stream)
 
 By default it streams ``Echo: <message without directives>`` word by word.  Each word
 counts as one token: past the request's ``max_completion_tokens`` the answer stops with
@@ -30,6 +31,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -37,9 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|replay)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
+RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "streams"
 
 
 def directives(text: str) -> tuple[dict[str, list[str]], str]:
@@ -76,6 +79,8 @@ async def completions(request: Request) -> Response:
         return JSONResponse({"error": {"message": f"fake error {code}", "type": "fake"}}, status_code=code)
     if "delay" in found:
         await asyncio.sleep(float(found["delay"][0]))
+    if "replay" in found:
+        return _replay(found["replay"][0])
     reply = found["say"][0] if "say" in found else f"Echo: {text}"
     if "words" in found:
         reply = " ".join(f"w{i}" for i in range(1, int(found["words"][0]) + 1))
@@ -113,6 +118,15 @@ async def _stream(
             yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk(model, {}, "length" if too_long else "tool_calls" if tools else "stop")
     yield b"data: [DONE]\n\n"
+
+
+def _replay(name: str) -> Response:
+    """A recorded stream as its provider sent it, one event per write."""
+    path = RECORDINGS / f"{name}.sse"
+    if not re.fullmatch(r"[a-z0-9-]+", name) or not path.is_file():
+        return JSONResponse({"error": {"message": f"no recording {name}", "type": "fake"}}, status_code=400)
+    events = re.findall(rb".*?(?:\r?\n\r?\n|$)", path.read_bytes(), re.DOTALL)
+    return StreamingResponse(iter([e for e in events if e]), media_type="text/event-stream")
 
 
 def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:

@@ -143,7 +143,8 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
 
     ``truncated`` says the answer was cut short, holding what was said until then: ``length``
     when it reached ``PAM_MAX_COMPLETION_TOKENS``, ``deadline`` when it took longer than
-    ``PAM_ANSWER_DEADLINE_SECONDS``.
+    ``PAM_ANSWER_DEADLINE_SECONDS``, ``content_filter`` when the provider's content filter
+    stopped it.
     """
 
     message: str
@@ -151,7 +152,7 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
     message_id: str
     intent: str
     reply_to: str | None = None
-    truncated: Literal["length", "deadline"] | None = None
+    truncated: Literal["length", "deadline", "content_filter"] | None = None
     event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
 
 

@@ -100,7 +100,7 @@ class WheelsAnswer(msgspec.Struct, tag_field="type", tag="chat_response"):
     message_id: str
     intent: str
     error: Literal[False] = False
-    truncated: Literal["length", "deadline"] | None = None
+    truncated: Literal["length", "deadline", "content_filter"] | None = None
 
 
 class WheelsError(msgspec.Struct, tag_field="type", tag="error"):

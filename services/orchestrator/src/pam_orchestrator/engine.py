@@ -15,12 +15,14 @@ class Usage(msgspec.Struct):
 
     tokens_in: int | None
     tokens_out: int | None
+    cached_tokens: int | None = None
+    """Of ``tokens_in``, how many the provider read from its prompt cache (``prompt_tokens_details``)."""
 
 
 class Cut(msgspec.Struct):
     """The answer stops here, short of what the model meant to say (see ``ChatResponse.truncated``)."""
 
-    reason: Literal["length", "deadline"]
+    reason: Literal["length", "deadline", "content_filter"]
 
 
 Piece = str | list[UiAction] | Usage | Cut
