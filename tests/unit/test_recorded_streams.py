@@ -91,6 +91,13 @@ GEMINI_ARGS = '{"offset":1,"limit":100,"path":"/app/skills/agent-runtime/stage-d
 
 EXPECTED = {
     "openai-text-usage": Answer("**Holiday Name:** Harmony Day", usage=Usage(16, 300, 0)),
+    "openai-parallel-tool-calls": Answer(
+        usage=Usage(149, 60),
+        calls=[
+            ("GetWeatherArgs", '{"city": "Edinburgh", "country": "UK", "units": "c"}'),
+            ("get_stock_price", '{"ticker": "AAPL", "exchange": "NASDAQ"}'),
+        ],
+    ),
     "azure-prompt-filter-annotations": Answer("Hello World", usage=Usage(15, 5, 0)),
     "azure-async-filter": Answer("Color"),
     "llamacpp-error-line": Answer(failure="api_error"),
