@@ -194,3 +194,10 @@ def test_a_reused_index_with_a_new_id_is_a_new_call_and_object_arguments_are_rea
         b'{"index":0,"id":"call_1","function":{"name":"navigate","arguments":{"page":"/trips"}}}',
         b'{"index":0,"id":"call_2","function":{"name":"navigate","arguments":{"page":"/fuel"}}}',
     ) == [("navigate", '{"page":"/trips"}'), ("navigate", '{"page":"/fuel"}')]
+
+
+def test_noise_before_a_plain_json_error_is_skipped_and_the_error_still_fails_the_answer():
+    before = skipped()
+    noise = b"<html>upstream said something</html>\n"
+    assert heard_from(noise, b'{"error":{"message":"Service Unavailable","code":503}}\n') == ([], "server_error")
+    assert skipped() - before == 1

@@ -178,16 +178,20 @@ class _Lines:
 
     def _stray(self, line: bytes, found: list[Chunk]) -> None:
         """A line outside SSE: part of a plain JSON body (an error sent without SSE), or noise."""
-        self.stray += line + b"\n"
-        try:
-            chunk = _decoder.decode(self.stray)
-        except msgspec.DecodeError:
-            if len(self.stray) > STRAY_LIMIT:
+        for text in (line, self.stray + line):
+            try:
+                chunk = _decoder.decode(text)
+            except msgspec.DecodeError:
+                continue
+            if text is line and self.stray.strip():
                 self.skip("text that is neither SSE nor JSON")
-                self.stray = b""
+            self.stray = b""
+            found.append(chunk)
             return
-        self.stray = b""
-        found.append(chunk)
+        self.stray += line + b"\n"
+        if len(self.stray) > STRAY_LIMIT:
+            self.skip("text that is neither SSE nor JSON")
+            self.stray = b""
 
     def skip(self, why: str) -> None:
         metrics.chunks_skipped.inc()
