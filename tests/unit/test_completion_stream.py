@@ -111,7 +111,7 @@ def skipped() -> float:
 def test_events_of_unknown_shape_are_skipped_counted_and_logged_once(caplog):
     before = skipped()
     pieces, failure = heard_from(
-        b'data: {"choices":[{"delta":{"content":"Half"}}]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"Half"}}]}\n\ndata:\n\ndata: \r\n\r\n',  # empty keep-alives
         b'data: {"choices":[{"delta":{"content":{"odd":1}}}]}\n\n',  # content of no known shape
         b'data: {"choices":[{"delta":{"content":"way"\n\n',  # cut-off JSON
         b'data: {"choices":"none"}\n\n',

@@ -137,7 +137,7 @@ class _Lines:
         for line in lines:
             if line.startswith(b"data:"):
                 body = line[5:]
-                if len(body) > len(DONE) + 4 or body.strip() != DONE:
+                if len(body) > len(DONE) + 4 or body.strip() not in (DONE, b""):  # nor an empty keep-alive
                     self._data(body, found)
             elif not line or line == b"\r":
                 self.error_event = False  # a blank line ends the event
