@@ -81,6 +81,24 @@ async def test_tool_calls_become_ui_actions_before_the_final_answer(stack, llm_e
     assert frames[-1]["message"] == "Done."
 
 
+async def test_recorded_streams_of_providers_that_failed_before_reach_the_socket_right(stack, llm_env):
+    """Ollama's parallel calls all at index 0 were merged into none; llama.cpp's error line was an empty answer."""
+    stack.orchestrator(**llm_env)
+    gateway = stack.gateway()
+    async with await connected(gateway.ws_url(f"/ws/user-3?token={token('user-3')}")) as client:
+        ollama = await client.chat("log my fuel and show trips [replay:ollama-parallel-tools]")
+        llamacpp = await client.chat("a very long question [replay:llamacpp-error-line]")
+
+    types = [f["type"] for f in ollama]
+    assert types[-1] == "chat_response" and ollama[-1]["message"] == "Sure."
+    assert ollama[types.index("ui_actions")]["actions"] == [
+        {"type": "navigate", "target": "/trips", "data": None},
+        {"type": "create", "target": "expense", "data": {"amount": 42.5, "category": "fuel"}},
+    ]
+    final = llamacpp[-1]
+    assert (final["type"], final["code"], final["details"]) == ("error", "llm_error", {"kind": "api_error"})
+
+
 async def test_an_answer_of_only_actions_still_says_something(stack, llm_env):
     stack.orchestrator(**llm_env)
     gateway = stack.gateway()

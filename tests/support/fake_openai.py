@@ -13,6 +13,7 @@ is steered by directives inside the last user message, so each test says what th
     [cut]                     drop the connection mid-stream
     [usage:12:34]             end the stream with a usage chunk (prompt, completion tokens)
     [usage:1124:4:1024]       ... and that many of the prompt tokens read from the provider's cache
+    [replay:NAME]             send tests/data/streams/NAME.sse byte for byte (a recorded provider stream)
 
 Started with ``--status 429 [--retry-after 2]`` it answers every request with that error
 instead, and with ``--hang`` it never answers at all: a provider that is down.
@@ -35,6 +36,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -42,11 +44,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage|replay)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
 outage: dict[str, str] = {}
 """Set from the command line: ``status`` (and ``retry_after``) or ``hang`` for every request."""
+RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "streams"
 
 
 def directives(text: str) -> tuple[dict[str, list[str]], str]:
@@ -89,6 +92,8 @@ async def completions(request: Request) -> Response:
         return JSONResponse({"error": {"message": f"fake error {code}", "type": "fake"}}, status_code=code)
     if "delay" in found:
         await asyncio.sleep(float(found["delay"][0]))
+    if "replay" in found:
+        return _replay(found["replay"][0])
     reply = found["say"][0] if "say" in found else f"Echo: {text}"
     if "words" in found:
         reply = " ".join(f"w{i}" for i in range(1, int(found["words"][0]) + 1))
@@ -128,6 +133,15 @@ async def _stream(
             yield chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk(model, {}, "length" if too_long else "tool_calls" if tools else "stop")
     yield b"data: [DONE]\n\n"
+
+
+def _replay(name: str) -> Response:
+    """A recorded stream as its provider sent it, one event per write."""
+    path = RECORDINGS / f"{name}.sse"
+    if not re.fullmatch(r"[a-z0-9-]+", name) or not path.is_file():
+        return JSONResponse({"error": {"message": f"no recording {name}", "type": "fake"}}, status_code=400)
+    events = re.findall(rb".*?(?:\r?\n\r?\n|$)", path.read_bytes(), re.DOTALL)
+    return StreamingResponse(iter([e for e in events if e]), media_type="text/event-stream")
 
 
 def _whole(model: str, reply: str, tools: list[list[str]]) -> dict:

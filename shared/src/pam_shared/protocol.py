@@ -138,7 +138,7 @@ class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk", omit_default
     restart: bool = False
 
 
-Truncation = Literal["length", "deadline", "error"]
+Truncation = Literal["length", "deadline", "content_filter", "error"]
 """Why an answer ended short of what the model meant to say (``ChatResponse.truncated``)."""
 
 
@@ -147,8 +147,9 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
 
     ``truncated`` says the answer was cut short, holding what was said until then: ``length``
     when it reached ``PAM_MAX_COMPLETION_TOKENS``, ``deadline`` when it took longer than
-    ``PAM_ANSWER_DEADLINE_SECONDS``, ``error`` when the model's provider failed part-way
-    (before the first word, PAM asks the next model endpoint instead, unseen).
+    ``PAM_ANSWER_DEADLINE_SECONDS``, ``content_filter`` when the provider's content filter
+    stopped it, ``error`` when the model's provider failed part-way (before the first word,
+    PAM asks the next model endpoint instead, unseen).
     """
 
     message: str

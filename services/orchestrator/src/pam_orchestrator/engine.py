@@ -16,7 +16,7 @@ class Usage(msgspec.Struct):
     tokens_in: int | None
     tokens_out: int | None
     cached_tokens: int | None = None
-    """Of ``tokens_in``, how many the provider read from its prompt cache."""
+    """Of ``tokens_in``, how many the provider read from its prompt cache (``prompt_tokens_details``)."""
 
 
 class Cut(msgspec.Struct):

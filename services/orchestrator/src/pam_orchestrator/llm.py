@@ -16,66 +16,76 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import cast
 
-import msgspec
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from pam_shared import tracing
 from pam_shared.discovery import EndpointHealth
 from pam_shared.internal import ChatRequest
-from pam_shared.protocol import UiAction
 from pam_shared.settings import ModelEndpoint, ModelSettings
 
 from pam_orchestrator import completions, metrics, prompt, tools
 from pam_orchestrator.breaker import Breaker
-from pam_orchestrator.completions import Chunk, ToolCallDelta
+from pam_orchestrator.completions import Chunk, ContentPart
 from pam_orchestrator.engine import Cut, EngineFailure, Piece, Source, Usage
+from pam_orchestrator.toolcalls import ToolCalls
 
 log = logging.getLogger("pam.orchestrator.llm")
 
 
-@dataclass
-class _ToolCall:
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
+CUTS = {"length": Cut("length"), "content_filter": Cut("content_filter")}
+"""Finish reasons that end the answer short of what the model meant to say."""
 
 
 @dataclass
 class _Heard:
     """What the model has streamed so far, besides the pieces already passed on."""
 
-    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    calls: ToolCalls = field(default_factory=ToolCalls)
     said: bool = False
     cut: Cut | None = None
 
     def read(self, chunk: Chunk) -> list[Piece]:
         """The pieces one chunk carries; tool-call fragments and a cut are kept for the end."""
-        if chunk.error is not None:
-            log.warning("the model's stream ended in an error: %s", chunk.error.message)
-            raise EngineFailure("api_error")
+        if chunk.error is not None or chunk.message is not None:
+            _fail_on(chunk)
         found: list[Piece] = []
-        if chunk.usage is not None:
-            details = chunk.usage.prompt_tokens_details
-            cached = details.cached_tokens if details else None
-            found.append(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, cached))
+        if (usage := chunk.usage) is not None:
+            found.append(Usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens))
         for choice in chunk.choices:
-            if choice.delta.content:
-                self.said = True
-                found.append(choice.delta.content)
-            for call in choice.delta.tool_calls or ():
-                _collect(self.calls.setdefault(call.index, _ToolCall()), call)
-            if choice.finish_reason == "length":
-                self.cut = Cut("length")
+            if (delta := choice.delta) is not None:  # Azure's filter annotations come without one
+                if text := _text(delta.content):
+                    self.said = True
+                    found.append(text)
+                for call in delta.tool_calls or ():
+                    self.calls.add(call)
+            if choice.finish_reason in CUTS:
+                self.cut = CUTS[choice.finish_reason]
         return found
 
     def ending(self) -> list[Piece]:
         """The actions, then the cut; a cut before anything was said is a failure, not an empty answer."""
-        actions = _actions(self.calls)
+        actions = self.calls.actions()
         if self.cut is None:
             return [actions] if actions else []
         if not (self.said or actions):
-            raise EngineFailure("timeout" if self.cut.reason == "deadline" else "length")
+            raise EngineFailure("timeout" if self.cut.reason == "deadline" else self.cut.reason)
         log.info("answer cut short: %s", self.cut.reason)
         return [actions, self.cut] if actions else [self.cut]
+
+
+def _fail_on(chunk: Chunk) -> None:
+    """Raise the failure the chunk carries, if it carries one (its message is the provider's, not the user's)."""
+    error = completions.stream_error(chunk)
+    if error is not None:
+        kind = completions.failure_kind(error)
+        log.warning("the model's stream ended in an error (%s, code %s): %s", kind, error.code, error.message)
+        raise EngineFailure(kind)
+
+
+def _text(content: str | list[ContentPart] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(part.text for part in content if part.type == "text" and part.text)
 
 
 @dataclass
@@ -169,9 +179,6 @@ class OpenAIEngine:
                             yield piece
         except openai.APIError as exc:
             raise EngineFailure(_kind(exc)) from exc
-        except msgspec.DecodeError as exc:
-            log.warning("unreadable event from the model: %s", exc)
-            raise EngineFailure("api_error") from exc
         except TimeoutError:
             heard.cut = Cut("deadline")
         for piece in heard.ending():
@@ -212,7 +219,7 @@ class OpenAIEngine:
 RETRY_PAUSE_SECONDS = 0.5
 _RETRIED = frozenset({"server_error", "connection", "timeout", "api_error"})
 """Failures worth another round over the endpoints; a rate limit or a refused request is not."""
-_NOT_THE_PROVIDERS = frozenset({"http_400", "http_413", "http_422", "length"})
+_NOT_THE_PROVIDERS = frozenset({"http_400", "http_413", "http_422", "length", "content_filter"})
 """Failures of this request, not of the endpoint: the breaker does not count them."""
 
 
@@ -250,21 +257,6 @@ def _trace_headers() -> dict[str, str]:
     """Carry the chat's trace to the LLM provider, as a new span of the same trace."""
     parent = tracing.current_traceparent.get()
     return {tracing.TRACEPARENT: tracing.child_traceparent(parent)} if parent else {}
-
-
-def _collect(target: _ToolCall, call: ToolCallDelta) -> None:
-    function = call.function
-    if function is None:
-        return
-    if function.name:
-        target.name = function.name
-    if function.arguments:
-        target.arguments.append(function.arguments)
-
-
-def _actions(calls: dict[int, _ToolCall]) -> list[UiAction]:
-    found = (tools.to_action(c.name, "".join(c.arguments)) for _, c in sorted(calls.items()))
-    return [action for action in found if action is not None]
 
 
 def _kind(exc: openai.APIError) -> str:

@@ -14,6 +14,9 @@ first_token = Histogram("pam_orchestrator_llm_first_token_seconds", "LLM time to
 llm_total = Histogram("pam_orchestrator_llm_seconds", "LLM time for a whole answer", buckets=LATENCY_BUCKETS)
 tokens = Counter("pam_orchestrator_tokens_total", "Tokens the model reported", ["direction"])
 llm_errors = Counter("pam_orchestrator_llm_errors_total", "Failed answers, by kind", ["kind"])
+chunks_skipped = Counter(
+    "pam_orchestrator_llm_chunks_skipped_total", "Events of the model's stream the reader could not read and skipped"
+)
 offline_answers = Counter("pam_orchestrator_offline_answers_total", "Answers from the offline engine")
 inflight = Gauge("pam_orchestrator_inflight_requests", "Answers being produced right now")
 endpoint_failures = Counter(
