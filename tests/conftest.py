@@ -122,6 +122,7 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
             f"KV_{names.rate_bucket}",
             f"KV_{names.idempotency_bucket}",
             f"KV_{names.turns_bucket}",
+            f"KV_{names.answering_bucket}",
             f"KV_{names.budget_bucket}",
         )
         asyncio.run(_delete_streams(nats_url, *streams))

@@ -36,6 +36,7 @@ async def names(namespace: str, nc: Client) -> AsyncIterator[Subjects]:
         f"KV_{subjects.rate_bucket}",
         f"KV_{subjects.idempotency_bucket}",
         f"KV_{subjects.turns_bucket}",
+        f"KV_{subjects.answering_bucket}",
         f"KV_{subjects.budget_bucket}",
     )
     for stream in made:

@@ -47,6 +47,8 @@ from starlette.routing import Route
 DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage|replay)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
+aborted: list[dict] = []
+"""Streams the client closed before their end (``GET /_aborted``): a stop reached the provider."""
 outage: dict[str, str] = {}
 """Set from the command line: ``status`` (and ``retry_after``) or ``hang`` for every request."""
 RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "streams"
@@ -107,7 +109,19 @@ async def completions(request: Request) -> Response:
     stream = _stream(model, words[:limit], tools, gap, "cut" in found, len(words) > limit)
     if "usage" in found:
         stream = _with_usage(stream, model, found["usage"][0])
-    return StreamingResponse(stream, media_type="text/event-stream")
+    return StreamingResponse(_watched(stream, text), media_type="text/event-stream")
+
+
+async def _watched(stream: AsyncIterator[bytes], text: str) -> AsyncIterator[bytes]:
+    """The stream, noting in ``aborted`` (with when) a client that closed it before the end."""
+    finished = False
+    try:
+        async for part in stream:
+            yield part
+        finished = True
+    finally:
+        if not finished:
+            aborted.append({"message": text, "at": time.time()})
 
 
 async def _stream(
@@ -177,10 +191,15 @@ async def requests_seen(request: Request) -> Response:
     return JSONResponse(received)
 
 
+async def aborted_streams(request: Request) -> Response:
+    return JSONResponse(aborted)
+
+
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", completions, methods=["POST"]),
         Route("/_requests", requests_seen),
+        Route("/_aborted", aborted_streams),
     ]
 )
 

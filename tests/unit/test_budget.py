@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pam_orchestrator.engine import Usage
-from pam_orchestrator.spend import tokens_spent
+from pam_orchestrator.spend import usage_spent
 from pam_shared.budget import Budgets, Spent, estimate_tokens, key, resets_at
 from pam_shared.settings import BudgetSettings, ConfigError, load_gateway_settings, load_orchestrator_settings
 from pam_shared.subjects import Subjects, user_token
@@ -52,6 +52,11 @@ def test_text_is_estimated_at_four_characters_a_token_rounded_up():
     assert [estimate_tokens(t) for t in ("", "abcd", "abcde", "x" * 400)] == [0, 1, 2, 100]
 
 
+def tokens_spent(usage: Usage | None, prompt: list[dict[str, str]], said: str, failed: bool) -> int:
+    spent = usage_spent(usage, prompt, said, failed)
+    return 0 if spent is None else (spent.tokens_in or 0) + (spent.tokens_out or 0)
+
+
 def test_the_providers_usage_is_what_an_answer_costs_when_reported():
     assert tokens_spent(Usage(12, 34), PROMPT, "a long answer " * 50, failed=False) == 46
     assert tokens_spent(Usage(12, 34), PROMPT, "", failed=True) == 46  # reported, then failed: still charged
@@ -64,7 +69,7 @@ def test_an_answer_without_usage_is_estimated_from_the_prompt_and_what_was_strea
 
 
 def test_a_request_that_failed_before_anything_was_said_costs_nothing():
-    assert tokens_spent(None, PROMPT, "", failed=True) == 0
+    assert usage_spent(None, PROMPT, "", failed=True) is None
 
 
 async def test_with_no_budget_set_a_chat_costs_no_key_value_work():

@@ -37,6 +37,8 @@ ErrorCode = Literal[
     "bad_request",
     "persistence_unavailable",
     "usage_unavailable",
+    "busy",
+    "nothing_to_cancel",
 ]
 
 
@@ -76,6 +78,8 @@ ERRORS: dict[ErrorCode, Problem] = {
         "Conversation history is not available right now. Please try again shortly.", 503
     ),
     "usage_unavailable": Problem("Your usage is not available right now. Please try again shortly.", 503),
+    "busy": Problem("PAM is still answering your last message. Send this one again when it has finished.", 409),
+    "nothing_to_cancel": Problem("There is no answer of yours with that id to stop: it has ended, or never was.", 404),
 }
 
 if missing := set(get_args(ErrorCode)) ^ ERRORS.keys():  # a code without words, or words without a code

@@ -94,6 +94,8 @@ class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
     trace_id: str | None = None
     cached_tokens: int | None = None
     endpoint: str | None = None
+    truncated: str | None = None
+    """Why the answer ended short (``ChatResponse.truncated``: ``stopped`` by the user ...); None: complete."""
 
 
 Event = UserMessage | AssistantMessage | AnalyticsEvent | Answer

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
-from pam_shared.protocol import ChatContext
+from pam_shared.protocol import ChatContext, OnBusy
 
 
 class ChatRequest(msgspec.Struct):
@@ -18,6 +20,7 @@ class ChatRequest(msgspec.Struct):
     context: ChatContext
     received_at: float
     message_id: str | None = None
+    on_busy: OnBusy | None = None
 
 
 chat_request_encoder = msgspec.json.Encoder()
@@ -29,6 +32,11 @@ class Turn(msgspec.Struct):
 
     role: str
     content: str
+
+    @property
+    def prompt(self) -> dict[str, str]:
+        """As a message of the model's prompt."""
+        return {"role": self.role, "content": self.content}
 
 
 class HistoryRequest(msgspec.Struct):
@@ -49,3 +57,23 @@ class HistoryReply(msgspec.Struct):
 history_request_encoder = msgspec.json.Encoder()
 history_request_decoder = msgspec.json.Decoder(HistoryRequest)
 history_reply_decoder = msgspec.json.Decoder(HistoryReply)
+
+
+class CancelRequest(msgspec.Struct):
+    """Gateway -> orchestrators (``chat_cancel``): stop this user's answer or queued chat that
+    ``message_id`` names (the client's id of the chat, or the answer's own)."""
+
+    user_id: str
+    message_id: str
+
+
+CancelStatus = Literal["stopped", "dequeued", "not_found"]
+
+
+class CancelReply(msgspec.Struct):
+    status: CancelStatus
+
+
+cancel_encoder = msgspec.json.Encoder()
+cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
+cancel_reply_decoder = msgspec.json.Decoder(CancelReply)

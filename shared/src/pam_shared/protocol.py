@@ -77,13 +77,29 @@ class ChatContext(msgspec.Struct):
 # --- client -> server ---------------------------------------------------------
 
 
+OnBusy = Literal["enqueue", "reject", "interrupt"]
+"""What a chat does when an answer to the same user is still streaming: wait its turn (its
+prompt then includes that exchange), be refused with ``busy``, or stop that answer and go next."""
+
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
 class Chat(msgspec.Struct, tag_field="type", tag="chat"):
-    """A user's chat message. ``message_id`` is optional; replies carry it as ``reply_to``."""
+    """A user's chat message. ``message_id`` is optional; replies carry it as ``reply_to``.
+    ``on_busy`` overrides the server's ``PAM_DOUBLE_TEXTING`` for this chat."""
 
     message: Annotated[str, msgspec.Meta(min_length=1)]
     user_id: str | None = None
     context: ChatContext = msgspec.field(default_factory=ChatContext)
     message_id: str | None = None
+    on_busy: OnBusy | None = None
+
+
+class Cancel(msgspec.Struct, tag_field="type", tag="cancel"):
+    """Stop an answer (or a queued chat) of this user, from any of their sockets: ``message_id``
+    is the chat's (its answer's frames carry it as ``reply_to``) or the answer's own."""
+
+    message_id: MessageId
 
 
 class Ping(msgspec.Struct, tag_field="type", tag="ping"):
@@ -106,7 +122,7 @@ class Resume(msgspec.Struct, tag_field="type", tag="resume"):
     pending: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=100)] = []
 
 
-ClientFrame = Chat | Ping | Auth | Resume
+ClientFrame = Chat | Ping | Auth | Resume | Cancel
 
 
 # --- server -> client ---------------------------------------------------------
@@ -138,7 +154,7 @@ class ChatChunk(msgspec.Struct, tag_field="type", tag="chat_chunk", omit_default
     restart: bool = False
 
 
-Truncation = Literal["length", "deadline", "content_filter", "error"]
+Truncation = Literal["length", "deadline", "content_filter", "error", "stopped"]
 """Why an answer ended short of what the model meant to say (``ChatResponse.truncated``)."""
 
 
@@ -149,7 +165,8 @@ class ChatResponse(msgspec.Struct, tag_field="type", tag="chat_response"):
     when it reached ``PAM_MAX_COMPLETION_TOKENS``, ``deadline`` when it took longer than
     ``PAM_ANSWER_DEADLINE_SECONDS``, ``content_filter`` when the provider's content filter
     stopped it, ``error`` when the model's provider failed part-way (before the first word,
-    PAM asks the next model endpoint instead, unseen).
+    PAM asks the next model endpoint instead, unseen), ``stopped`` when the user stopped it
+    (``cancel``).
     """
 
     message: str
@@ -203,7 +220,23 @@ class Pong(msgspec.Struct, tag_field="type", tag="pong"):
     timestamp: str
 
 
-ServerFrame = Connection | ChatChunk | ChatResponse | UiActions | ActionResponse | Error | Pong
+class Queued(msgspec.Struct, tag_field="type", tag="queued"):
+    """This chat waits for the answer before it (``on_busy: enqueue``); ``position`` 1 is next.
+    Sent again when the position changes; the chat's answer follows as usual."""
+
+    position: int
+    reply_to: str | None = None
+
+
+class Cancelled(msgspec.Struct, tag_field="type", tag="cancelled"):
+    """A ``cancel`` took effect: the answer was ``stopped`` (its ``chat_response``, marked
+    ``truncated: "stopped"``, reaches the socket that asked) or the queued chat ``dequeued``."""
+
+    message_id: str
+    status: Literal["stopped", "dequeued"]
+
+
+ServerFrame = Connection | ChatChunk | ChatResponse | UiActions | ActionResponse | Error | Pong | Queued | Cancelled
 
 CLIENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ClientFrame.__args__)
 SERVER_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ServerFrame.__args__)

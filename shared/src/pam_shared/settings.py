@@ -12,11 +12,12 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 from urllib.parse import urlparse
 
 import msgspec
 
+from pam_shared.protocol import OnBusy
 from pam_shared.subjects import Subjects
 
 DEV_JWT_SECRET = "pam-development-secret-change-me-0123456789"
@@ -171,6 +172,7 @@ class OrchestratorSettings(Settings):
     journal: JournalSettings
     budget: BudgetSettings
     models: ModelSettings
+    double_texting: OnBusy
     progress_interval_seconds: float
     chunk_window_ms: float
     history_turns: int
@@ -269,6 +271,7 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
         journal=_journal(read),
         budget=_budget(read),
         models=load_model_settings(env),
+        double_texting=cast("OnBusy", read.choice("PAM_DOUBLE_TEXTING", get_args(OnBusy), "enqueue")),
         progress_interval_seconds=read.number("PAM_PROGRESS_INTERVAL_SECONDS", 2.0, low=0.05),
         chunk_window_ms=read.number("PAM_CHUNK_WINDOW_MS", 15.0, low=0, high=1000),
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),

@@ -46,6 +46,24 @@ class Subjects:
     def orchestrator_queue(self) -> str:
         return f"{self.namespace}-orchestrators"
 
+    @property
+    def chat_cancel(self) -> str:
+        """Request-reply, queue group: stop a user's answer or queued chat, wherever it runs."""
+        return f"{self.namespace}.chat.cancel"
+
+    def cancel_at(self, instance: str) -> str:
+        """Request-reply: stop an answer of this orchestrator instance (``chat_cancel`` forwards here)."""
+        return f"{self.namespace}.orchestrator.{instance}.cancel"
+
+    @property
+    def answering_bucket(self) -> str:
+        """The key-value bucket naming each user's answer in progress and queued chats (``holds``)."""
+        return f"{self.namespace.upper().replace('-', '_')}_ANSWERING"
+
+    def released(self, user_id: str) -> str:
+        """An orchestrator gave up a user's hold: chats waiting for it look again."""
+        return f"{self.namespace}.released.{user_token(user_id)}"
+
     def reply_prefix(self, gateway_id: str) -> str:
         """Each gateway subscribes to ``<prefix>>`` for the answers to its requests."""
         return f"{self.namespace}.reply.{gateway_id}."

@@ -47,6 +47,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         WebSocketRoute("/api/v1/pam-simple/ws/{user_id}", wheels_socket),
         Route("/api/v1/pam/chat", rest.chat, methods=["POST"]),
         Route("/api/v1/pam-simple/chat", rest.chat, methods=["POST"]),
+        Route("/api/v1/chats/{message_id}/cancel", rest.cancel, methods=["POST"]),
         Route("/api/v1/pam/health", rest_chat.health),
         Route("/api/v1/pam-simple/health", rest_chat.health),
         Route("/api/health", health.liveness),

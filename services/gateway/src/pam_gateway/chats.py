@@ -12,12 +12,20 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from nats.errors import Error as NatsError
 from pam_shared import logs, tracing
 from pam_shared.auth import Identity
 from pam_shared.budget import Budgets
 from pam_shared.errors import ErrorCode
 from pam_shared.events import UserMessage
-from pam_shared.internal import ChatRequest, chat_request_encoder
+from pam_shared.internal import (
+    CancelRequest,
+    CancelStatus,
+    ChatRequest,
+    cancel_encoder,
+    cancel_reply_decoder,
+    chat_request_encoder,
+)
 from pam_shared.journal import Journal
 from pam_shared.protocol import Chat
 
@@ -27,6 +35,8 @@ from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Recipient, Relay
 
 log = logging.getLogger("pam.gateway.chats")
+
+CANCEL_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,7 @@ class ChatPath:
             context=chat.context,
             received_at=time.time(),
             message_id=chat.message_id,
+            on_busy=chat.on_busy,
         )
         traceparent = tracing.new_traceparent()
         extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
@@ -86,6 +97,16 @@ class ChatPath:
         encoded = chat_request_encoder.encode(request)
         await self.relay.send(recipient, request.chat_id, encoded, chat.message_id, traceparent)
         return request.chat_id
+
+    async def cancel(self, identity: Identity, message_id: str) -> CancelStatus | None:
+        """Stop the user's answer (or queued chat) that ``message_id`` names, on whichever
+        orchestrator runs it; None when no orchestrator answered."""
+        request = cancel_encoder.encode(CancelRequest(identity.user_id, message_id))
+        try:
+            reply = await self.relay.nc.request(self.relay.names.chat_cancel, request, timeout=CANCEL_TIMEOUT_SECONDS)
+        except (NatsError, TimeoutError):
+            return None
+        return cancel_reply_decoder.decode(reply.data).status
 
 
 def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:

@@ -20,7 +20,17 @@ from nats.aio.msg import Msg
 from pam_shared import __version__
 from pam_shared.auth import AuthError, Identity, authenticate
 from pam_shared.errors import ERRORS, ErrorCode, error_body
-from pam_shared.protocol import Chat, ChatResponse, Error, UiAction, UiActions, encoder, now_iso, server_decoder
+from pam_shared.protocol import (
+    Cancelled,
+    Chat,
+    ChatResponse,
+    Error,
+    UiAction,
+    UiActions,
+    encoder,
+    now_iso,
+    server_decoder,
+)
 from pam_shared.settings import GatewaySettings
 from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER
 from pam_shared.wheels import RestChatRequest, RestChatResponse, rest_chat_decoder
@@ -90,6 +100,20 @@ class RestChat:
             return _refusal(refused.code, details=refused.details, headers=retry)
         collected, chat_id = await self._answer(identity, body)
         return _response(collected, body.session_id or chat_id, chat_id, time.monotonic() - started)
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /api/v1/chats/{message_id}/cancel``: stop one of the user's answers, like a ``cancel`` frame."""
+        message_id = request.path_params["message_id"]
+        try:
+            identity = await self._identity(request)
+        except AuthError as exc:
+            return _refusal(exc.code)
+        status = await self.path.cancel(identity, message_id)
+        if status is None:
+            return _refusal("orchestrator_unavailable")
+        if status == "not_found":
+            return _refusal("nothing_to_cancel", details={"message_id": message_id})
+        return Response(encoder.encode(Cancelled(message_id=message_id, status=status)), media_type="application/json")
 
     async def _identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -16,6 +16,8 @@ from pam_shared.protocol import (
     CLIENT_TYPES,
     UNAUTHORIZED,
     Auth,
+    Cancel,
+    Cancelled,
     Chat,
     Connection,
     Ping,
@@ -139,6 +141,8 @@ class Session:
             await self._refresh(frame.token)
         elif type(frame) is Resume:
             await self._resume(frame)
+        elif type(frame) is Cancel:
+            await self._cancel(frame.message_id)
 
     def _reject(self, text: str, exc: msgspec.DecodeError) -> None:
         """Say precisely what was wrong with a frame that did not decode."""
@@ -168,6 +172,16 @@ class Session:
                 chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
             )
         await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id)
+
+    async def _cancel(self, message_id: str) -> None:
+        """Stop one of this user's answers, from whichever socket or gateway it runs."""
+        status = await self.path.cancel(self.identity, message_id)
+        if status is None:
+            self.send_error("orchestrator_unavailable", {"message_id": message_id})
+        elif status == "not_found":
+            self.send_error("nothing_to_cancel", {"message_id": message_id})
+        else:
+            self.send(Cancelled(message_id=message_id, status=status))
 
     async def _resume(self, frame: Resume) -> None:
         replayed = await self.inbox.resume(frame.last_event_id, frame.pending, self._resume_gap)

@@ -23,6 +23,7 @@ from pam_shared.protocol import (
     Error,
     Ping,
     Pong,
+    Queued,
     UiAction,
     UiActions,
     encoder,
@@ -116,6 +117,8 @@ class WheelsDialect:
             return self._error(frame)
         if isinstance(frame, Pong):
             return WheelsPong(timestamp=self._ping_stamp)
+        if isinstance(frame, Queued):
+            return None  # the shipped client has no queue to show; the answer follows as usual
         return frame if isinstance(frame, msgspec.Struct) else None
 
     def _connection(self, frame: Connection) -> msgspec.Struct:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import msgspec
@@ -52,6 +52,6 @@ class Engine(Protocol):
     @property
     def model(self) -> str | None: ...
 
-    def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
+    def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncGenerator[Piece]:
         """Yield the answer as it is produced."""
         ...

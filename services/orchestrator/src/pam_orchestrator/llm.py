@@ -11,7 +11,7 @@ import contextlib
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import cast
@@ -120,7 +120,7 @@ class OpenAIEngine:
     def model(self) -> str:
         return self.endpoints[0].spec.model
 
-    async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
+    async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncGenerator[Piece]:
         """The answer as it streams, from the first endpoint that gives one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_seconds
@@ -161,7 +161,7 @@ class OpenAIEngine:
 
     async def _ask(
         self, endpoint: _Endpoint, messages: list[ChatCompletionMessageParam], deadline: float
-    ) -> AsyncIterator[Piece]:
+    ) -> AsyncGenerator[Piece]:
         """One endpoint's answer; past the deadline it ends with what was said (or fails, if nothing was)."""
         heard = _Heard()
         try:

@@ -7,7 +7,7 @@ It follows the seed's demo mode: context-aware canned answers, and for an expens
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import UiAction
@@ -49,7 +49,7 @@ class OfflineEngine:
     def __init__(self, mode: str = "offline") -> None:
         self.mode = mode
 
-    async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncIterator[Piece]:
+    async def stream(self, request: ChatRequest, intent: str, history: list[dict[str, str]]) -> AsyncGenerator[Piece]:
         mode = "demo" if request.demo else self.mode
         amount = find_amount(request.message) if intent == "expense" else None
         where = whereabouts.place(request.context)

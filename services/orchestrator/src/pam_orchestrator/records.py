@@ -66,5 +66,6 @@ def answer_events(
         trace_id=trace_id,
         cached_tokens=usage.cached_tokens if usage else None,
         endpoint=endpoint,
+        truncated=outcome.truncated,
     )
     return [answered]

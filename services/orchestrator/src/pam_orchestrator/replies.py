@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from pam_shared import delivery, subjects
 from pam_shared.errors import ErrorCode, error_frame
-from pam_shared.protocol import ChatChunk, ChatResponse, UiAction, UiActions, encoder, now_iso
+from pam_shared.protocol import ChatChunk, ChatResponse, Queued, UiAction, UiActions, encoder, now_iso
 from pam_shared.subjects import Subjects
 
 from pam_orchestrator.engine import Cut
@@ -143,6 +143,10 @@ class ReplyStream:
 
     async def progress(self) -> None:
         await self._publish(b"", PROGRESS)
+
+    async def queued(self, position: int) -> None:
+        """The chat waits for the answer before it (not kept: a resumed socket learns it anew)."""
+        await self._publish(encoder.encode(Queued(position=position, reply_to=self.reply_to)))
 
     async def _publish_kept(self, data: bytes, end: bool = False) -> None:
         headers = await self.keep(data)

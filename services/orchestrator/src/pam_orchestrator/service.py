@@ -23,12 +23,13 @@ from pam_shared.settings import OrchestratorSettings
 
 from pam_orchestrator import metrics, prompt
 from pam_orchestrator.answer import Outcome, answer
-from pam_orchestrator.engine import Engine
+from pam_orchestrator.control import Control
+from pam_orchestrator.engine import Engine, Usage
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
-from pam_orchestrator.spend import tokens_spent
+from pam_orchestrator.spend import usage_spent
 from pam_orchestrator.turns import RecentTurns
 
 log = logging.getLogger("pam.orchestrator")
@@ -47,6 +48,7 @@ class Orchestrator:
         self.debug_switch: Subscription | None = None
         self.turns: RecentTurns | None = None
         self.budgets: Budgets | None = None
+        self.control: Control | None = None
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -78,6 +80,10 @@ class Orchestrator:
             queue_group=self.names.orchestrator_queue,
             handler=self.on_chat,
         )
+        models, instance = self.settings.models, self.settings.instance_id
+        deadline, heartbeat = models.answer_deadline_seconds, self.settings.progress_interval_seconds
+        self.control = Control(self.nc, self.names, instance, self.settings.double_texting, deadline, heartbeat)
+        await self.control.start(replicas, self.service, self.names.orchestrator_queue)
         await self.nc.flush()  # the server has our subscriptions before we say we are ready
         log.info(
             "ready: serving %s as queue group %s (engine: %s)",
@@ -112,19 +118,25 @@ class Orchestrator:
         task.add_done_callback(self.inflight.discard)
 
     async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
-        """Answer one chat, then record it for persistence and debit the user's budget (demo
-        sessions are neither).  The model sees the conversation's earlier turns (the offline
-        engine needs none).  Whatever follows the answer's end delays nothing the user sees,
-        and ``drain`` waits for it."""
-        assert self.turns is not None and self.journal is not None
+        """Answer one chat in its turn, then record it for persistence and debit the user's
+        budget (demo sessions are neither).  The model sees the conversation's earlier turns
+        (the offline engine needs none).  Whatever follows the answer's end delays nothing the
+        user sees, and ``drain`` waits for it."""
+        assert self.turns is not None and self.journal is not None and self.control is not None
         engine = self.engine_for(chat)
-        recall = None if engine is self.offline else await self.turns.recall(chat)
-        history, keep = (recall.turns, recall.keep) if recall else ([], None)
-        metrics.inflight.inc()
-        try:
-            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds, keep)
-        finally:
-            metrics.inflight.dec()
+        async with self.control.turn(chat, replies) as answering:
+            if answering is None:
+                return
+            recall = None if engine is self.offline else await self.turns.recall(chat)
+            history, keep = (recall.turns, recall.keep) if recall else ([], None)
+            metrics.inflight.inc()
+            try:
+                progress = self.settings.progress_interval_seconds
+                outcome = await answer(chat, engine, replies, history, progress, keep, answering)
+            finally:
+                metrics.inflight.dec()
+        if engine is not self.offline:
+            outcome.usage = self._spent(chat, history, replies, outcome)
         metrics.record(outcome, engine.name)
         if not chat.demo:
             traceparent = tracing.current_traceparent.get()
@@ -132,15 +144,19 @@ class Orchestrator:
             for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
                 self.journal.record(event, headers)
         if not chat.demo and engine is not self.offline:
-            await self._debit(chat, history, replies, outcome)
+            await self._debit(chat, outcome)
 
-    async def _debit(self, chat: ChatRequest, history: list[Turn], replies: ReplyStream, outcome: Outcome) -> None:
-        assert self.budgets is not None
-        if not self.budgets.enabled:
-            return
-        sent = prompt.messages(chat, outcome.intent, [{"role": t.role, "content": t.content} for t in history])
+    def _spent(self, chat: ChatRequest, history: list[Turn], replies: ReplyStream, outcome: Outcome) -> Usage | None:
+        """The provider's usage, with what it did not report (a stopped or cut answer) estimated."""
+        sent = prompt.messages(chat, outcome.intent, [t.prompt for t in history])
         failed = outcome.error_code is not None
-        tokens = tokens_spent(outcome.usage, sent, replies.text if failed else outcome.text, failed)
+        return usage_spent(outcome.usage, sent, replies.text if failed else outcome.text, failed)
+
+    async def _debit(self, chat: ChatRequest, outcome: Outcome) -> None:
+        assert self.budgets is not None
+        if not self.budgets.enabled or outcome.usage is None:
+            return
+        tokens = (outcome.usage.tokens_in or 0) + (outcome.usage.tokens_out or 0)
         await self.budgets.debit(chat.user_id, tokens)
         log.debug("debited %d tokens", tokens, extra={"session_id": chat.session_id, "marker": logs.OK})
 

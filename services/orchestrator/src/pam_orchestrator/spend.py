@@ -14,14 +14,14 @@ from pam_shared.budget import estimate_tokens
 from pam_orchestrator.engine import Usage
 
 
-def tokens_spent(usage: Usage | None, prompt: list[dict[str, str]], said: str, failed: bool) -> int:
-    """``usage``'s tokens in and out, each estimated when it was not reported."""
+def usage_spent(usage: Usage | None, prompt: list[dict[str, str]], said: str, failed: bool) -> Usage | None:
+    """``usage`` with its tokens in and out each estimated when not reported; None when nothing was spent."""
     tokens_in = usage.tokens_in if usage is not None else None
     tokens_out = usage.tokens_out if usage is not None else None
     if tokens_in is None and tokens_out is None and failed and not said:
-        return 0
+        return None
     if tokens_in is None:
         tokens_in = sum(estimate_tokens(message["content"]) for message in prompt)
     if tokens_out is None:
         tokens_out = estimate_tokens(said)
-    return tokens_in + tokens_out
+    return Usage(tokens_in, tokens_out, usage.cached_tokens if usage is not None else None)

@@ -16,7 +16,8 @@ import msgspec
 from pam_shared.events import AnalyticsEvent, Answer, AssistantMessage, Event, UserMessage
 
 MESSAGE_COLUMNS = ("id", "conversation_id", "user_id", "session_id", "role", "content", "intent",
-                   "client_message_id", "reply_to", "current_page", "ui_actions", "created_at", "trace_id")  # fmt: skip
+                   "client_message_id", "reply_to", "current_page", "ui_actions", "created_at", "trace_id",
+                   "state")  # fmt: skip
 ANALYTICS_COLUMNS = ("id", "user_id", "session_id", "message_id", "intent", "engine", "model", "orchestrator",
                      "total_ms", "time_to_first_chunk_ms", "tokens_in", "tokens_out", "error_code", "created_at",
                      "trace_id", "cached_tokens", "endpoint")  # fmt: skip
@@ -49,10 +50,11 @@ def message_row(m: Message, conversation_id: uuid.UUID) -> tuple[object, ...]:
     at = moment(m.created_at)
     if isinstance(m, UserMessage):
         return (m.event_id, conversation_id, m.user_id, m.session_id, "user", m.content, None,
-                m.client_message_id, None, m.current_page, None, at, m.trace_id)  # fmt: skip
+                m.client_message_id, None, m.current_page, None, at, m.trace_id, None)  # fmt: skip
     actions = _actions_encoder.encode(m.ui_actions).decode() if m.ui_actions else None
+    state = (m.truncated or "complete") if isinstance(m, Answer) else "complete"
     return (m.event_id, conversation_id, m.user_id, m.session_id, "assistant", m.content, m.intent,
-            None, m.reply_to, "", actions, at, m.trace_id)  # fmt: skip
+            None, m.reply_to, "", actions, at, m.trace_id, state)  # fmt: skip
 
 
 def analytics_row(e: Measured) -> tuple[object, ...]:

@@ -1,0 +1,218 @@
+"""Who is answering each user right now, cluster-wide: the rule for a second message.
+
+One entry per user in the JetStream key-value bucket ``<NS>_ANSWERING`` names the chat being
+answered and the orchestrator answering it.  It is taken by create (compare-and-set), so of
+two chats arriving at once on two orchestrators exactly one gets it.  A chat that finds it
+taken follows its policy: ``reject`` (refused with ``busy``), ``enqueue`` (waits in the
+user's queue, the entry ``<user>.queue``, first come first served) or ``interrupt`` (the
+holder is stopped, and this chat goes first).  A hold lasts at most its answer's deadline
+plus a margin: a chat that finds an older one takes it over, so a dead orchestrator never
+blocks a conversation; a queued chat whose orchestrator stopped refreshing it is passed over.
+Releases are announced on ``<ns>.released.<user>``, so waiters wake at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pam_shared import jetstream
+from pam_shared.internal import ChatRequest
+from pam_shared.protocol import OnBusy
+from pam_shared.subjects import Subjects, user_token
+
+log = logging.getLogger("pam.orchestrator.holds")
+
+HOLD_MARGIN_SECONDS = 5.0
+"""After its deadline an answer still sends its end and records it: the hold outlives it this long."""
+
+
+class Hold(msgspec.Struct, gc=False):
+    """A chat being answered: the client's id of it, the answer's id, and who answers it."""
+
+    chat_id: str
+    message_id: str | None
+    answer_id: str
+    orchestrator: str
+    until: float
+    """Unix time; a hold older than this is abandoned and may be taken over."""
+
+
+class Queue(msgspec.Struct, gc=False):
+    """The chats waiting for the hold, in order; each refreshes ``until`` while it waits."""
+
+    waiting: list[Hold] = []
+
+
+class Busy(Exception):
+    """The user's conversation is answering another chat, and this one may not wait."""
+
+    def __init__(self, holder: Hold) -> None:
+        super().__init__(holder.chat_id)
+        self.holder = holder
+
+
+Announce = Callable[[int], Awaitable[None]]
+"""Told the chat's place in the queue (1: next) each time it is refreshed, every ``heartbeat``."""
+Stop = Callable[[Hold], Awaitable[None]]
+"""Asks the holder's orchestrator to stop its answer (``interrupt``)."""
+
+_hold = msgspec.json.Decoder(Hold)
+_queue = msgspec.json.Decoder(Queue)
+_encoder = msgspec.json.Encoder()
+
+
+class Holds:
+    def __init__(self, nc: Client, names: Subjects, instance: str, deadline: float, heartbeat: float) -> None:
+        self.nc, self.names, self.instance = nc, names, instance
+        self.lifetime = deadline + HOLD_MARGIN_SECONDS
+        self.heartbeat = heartbeat
+        self._kv: KeyValue | None = None
+
+    async def start(self, replicas: int = 1) -> None:
+        config = KeyValueConfig(bucket=self.names.answering_bucket, history=1, ttl=self.lifetime * 4, replicas=replicas)
+        self._kv = await jetstream.ensure_bucket(self.nc.jetstream(), config)
+
+    async def take(self, chat: ChatRequest, answer_id: str, policy: OnBusy, announce: Announce, stop: Stop) -> int:
+        """Wait for the user's hold as ``policy`` says; returns its revision (for ``release``).
+        A chat that finds the hold free goes first even while others queue (they are between
+        a release and taking it): no queue read on the common path."""
+        user = user_token(chat.user_id)
+        me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0)
+        released = await self.nc.subscribe(self.names.released(chat.user_id))
+        queued = False
+        try:
+            while True:
+                taken, holder = await self._try(user, me, first=not queued or await self._first(user, me))
+                if taken is not None:
+                    return taken
+                if holder is None:
+                    pass  # not our turn yet: someone ahead of us in the queue
+                elif policy == "reject":
+                    raise Busy(holder)
+                elif policy == "interrupt" and not queued:
+                    await stop(holder)
+                if not queued:
+                    queued = True
+                    await self._join(user, me, at_front=policy == "interrupt")
+                await self._announce(user, me, announce)
+                await self._wait(released, holder)
+        finally:
+            await released.unsubscribe()
+            if queued:
+                await self._leave(user, me)
+
+    async def release(self, chat: ChatRequest, revision: int) -> None:
+        """Give the hold up (unless it was taken over meanwhile) and wake whoever waits."""
+        assert self._kv is not None
+        with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError):
+            await self._kv.delete(user_token(chat.user_id), last=revision)
+        await self.nc.publish(self.names.released(chat.user_id), b"")
+
+    async def find(self, user_id: str, message_id: str) -> Hold | None:
+        """The user's chat, answering or queued, that ``message_id`` names (the client's id or the answer's)."""
+        user = user_token(user_id)
+        holder = await self._read(user)
+        waiting = (await self._read_queue(user))[0].waiting
+        for hold in [*([holder] if holder else []), *waiting]:
+            if message_id in (hold.message_id, hold.answer_id):
+                return hold
+        return None
+
+    async def _try(self, user: str, me: Hold, first: bool) -> tuple[int | None, Hold | None]:
+        """Take the hold: ``(revision, None)``, or ``(None, holder)`` when another chat has it."""
+        assert self._kv is not None
+        if not first:
+            return None, await self._read(user)
+        mine = _encoder.encode(msgspec.structs.replace(me, until=time.time() + self.lifetime))
+        try:
+            return await self._kv.create(user, mine), None
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._kv.get(user)
+        except KeyNotFoundError:
+            return None, None  # released between the two calls: the next turn takes it
+        holder = _hold.decode(entry.value or b"")
+        if holder.until > time.time() and holder.chat_id != me.chat_id:
+            return None, holder
+        # Abandoned, or this very chat's, retried after its first orchestrator went silent.
+        log.warning("taking over the hold of chat %s (%s)", holder.chat_id, holder.orchestrator)
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            return await self._kv.update(user, mine, last=entry.revision), None
+        return None, None
+
+    async def _read(self, user: str) -> Hold | None:
+        assert self._kv is not None
+        try:
+            entry = await self._kv.get(user)
+        except KeyNotFoundError:
+            return None
+        return _hold.decode(entry.value or b"")
+
+    async def _read_queue(self, user: str) -> tuple[Queue, int | None]:
+        assert self._kv is not None
+        try:
+            entry = await self._kv.get(f"{user}.queue")
+        except KeyNotFoundError:
+            return Queue(), None
+        return _queue.decode(entry.value or b""), entry.revision
+
+    async def _edit(self, user: str, change: Callable[[list[Hold]], list[Hold]]) -> list[Hold]:
+        """Change the user's queue by compare-and-set (dropping chats that stopped refreshing)."""
+        assert self._kv is not None
+        while True:
+            queue, revision = await self._read_queue(user)
+            now = time.time()
+            waiting = change([hold for hold in queue.waiting if hold.until > now])
+            value = _encoder.encode(Queue(waiting))
+            try:
+                if revision is None:
+                    await self._kv.create(f"{user}.queue", value)
+                else:
+                    await self._kv.update(f"{user}.queue", value, last=revision)
+                return waiting
+            except KeyWrongLastSequenceError:
+                continue
+
+    async def _join(self, user: str, me: Hold, at_front: bool) -> None:
+        me = self._refreshed(me)
+        await self._edit(user, lambda waiting: [me, *waiting] if at_front else [*waiting, me])
+
+    def _refreshed(self, me: Hold) -> Hold:
+        """Our queue entry, good for a few more heartbeats."""
+        return msgspec.structs.replace(me, until=time.time() + 3 * self.heartbeat + 1)
+
+    async def _leave(self, user: str, me: Hold) -> None:
+        with contextlib.suppress(Exception):  # a chat that leaves anyway is dropped once it stops refreshing
+            await self._edit(user, lambda waiting: [hold for hold in waiting if hold.chat_id != me.chat_id])
+
+    async def _first(self, user: str, me: Hold) -> bool:
+        waiting = (await self._read_queue(user))[0].waiting
+        live = [hold for hold in waiting if hold.until > time.time()]
+        return not live or live[0].chat_id == me.chat_id
+
+    async def _announce(self, user: str, me: Hold, announce: Announce) -> None:
+        """Refresh our place in the queue (so we are not taken for gone) and say where it is."""
+        fresh = self._refreshed(me)
+
+        def refreshed(waiting: list[Hold]) -> list[Hold]:
+            return [fresh if hold.chat_id == me.chat_id else hold for hold in waiting]
+
+        waiting = await self._edit(user, refreshed)
+        position = next((i for i, hold in enumerate(waiting, 1) if hold.chat_id == me.chat_id), len(waiting) + 1)
+        await announce(position)
+
+    async def _wait(self, released: Subscription, holder: Hold | None) -> None:
+        """Until a release is announced, the holder's time is up, or it is time to refresh."""
+        bound = self.heartbeat if holder is None else min(self.heartbeat, max(0.05, holder.until - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await released.next_msg(timeout=bound)

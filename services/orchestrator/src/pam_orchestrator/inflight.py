@@ -1,0 +1,58 @@
+"""The chats this orchestrator is answering or holding in a queue, by id, so one can be stopped.
+
+A stop cancels the chat's task; what the task was doing decides what the user gets: a
+queued chat ends at once (``dequeued``), a streaming answer ends with what was said, marked
+``truncated: "stopped"`` (``answer.answer`` turns that cancellation into its end).  An answer
+past its last word is not stopped: its end is already on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from pam_shared.internal import CancelStatus, ChatRequest
+
+Phase = Literal["queued", "streaming", "ending"]
+
+
+class Answering:
+    """One chat on this orchestrator, and whether a stop was asked for."""
+
+    __slots__ = ("chat", "answer_id", "task", "phase", "stopped")
+
+    def __init__(self, chat: ChatRequest, answer_id: str, task: asyncio.Task[None]) -> None:
+        self.chat = chat
+        self.answer_id = answer_id
+        self.task = task
+        self.phase: Phase = "queued"
+        self.stopped = False
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (self.answer_id, self.chat.message_id) if self.chat.message_id else (self.answer_id,)
+
+
+class Answers:
+    def __init__(self) -> None:
+        self._by_id: dict[tuple[str, str], Answering] = {}
+
+    def add(self, chat: ChatRequest, answer_id: str, task: asyncio.Task[None]) -> Answering:
+        answering = Answering(chat, answer_id, task)
+        for message_id in answering.ids:
+            self._by_id[(chat.user_id, message_id)] = answering
+        return answering
+
+    def remove(self, answering: Answering) -> None:
+        for message_id in answering.ids:
+            if self._by_id.get((answering.chat.user_id, message_id)) is answering:
+                del self._by_id[(answering.chat.user_id, message_id)]
+
+    def stop(self, user_id: str, message_id: str) -> CancelStatus:
+        """Stop ``user_id``'s chat named ``message_id`` if it runs here and has not ended."""
+        answering = self._by_id.get((user_id, message_id))
+        if answering is None or answering.stopped or answering.phase == "ending":
+            return "not_found"
+        answering.stopped = True
+        answering.task.cancel()
+        return "dequeued" if answering.phase == "queued" else "stopped"
