@@ -86,7 +86,11 @@ class Control:
             return None
         try:
             return await self.holds.take(
-                chat, replies.message_id, chat.on_busy or self.policy, _announcer(replies), self._interrupt(chat)
+                chat,
+                replies.message_id,
+                chat.on_busy or self.policy,
+                _announcer(replies, answering),
+                self._interrupt(chat),
             )
         except Busy as busy:
             await replies.fail("busy", {"answering": busy.holder.message_id or busy.holder.answer_id})
@@ -144,12 +148,13 @@ class _Ended(Exception):
     """The chat was ended before its turn came (refused as busy, or stopped while queued)."""
 
 
-def _announcer(replies: ReplyStream) -> Announce:
+def _announcer(replies: ReplyStream, answering: Answering) -> Announce:
     """Say the chat's place in the queue when it changes; otherwise that we are still here."""
     said = 0
 
     async def announce(position: int) -> None:
         nonlocal said
+        answering.waited = True
         if position != said:
             said = position
             await replies.queued(position)

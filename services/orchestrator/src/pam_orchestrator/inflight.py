@@ -19,7 +19,7 @@ Phase = Literal["queued", "streaming", "ending"]
 class Answering:
     """One chat on this orchestrator, and whether a stop was asked for."""
 
-    __slots__ = ("chat", "answer_id", "task", "phase", "stopped")
+    __slots__ = ("chat", "answer_id", "task", "phase", "stopped", "waited")
 
     def __init__(self, chat: ChatRequest, answer_id: str, task: asyncio.Task[None]) -> None:
         self.chat = chat
@@ -27,6 +27,8 @@ class Answering:
         self.task = task
         self.phase: Phase = "queued"
         self.stopped = False
+        self.waited = False
+        """It waited for an answer before it: its turn, not its arrival, places it in the conversation."""
 
     @property
     def ids(self) -> tuple[str, ...]:

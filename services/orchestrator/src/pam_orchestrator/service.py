@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 
 import msgspec
 from nats.aio.client import Client
@@ -127,6 +128,8 @@ class Orchestrator:
         async with self.control.turn(chat, replies) as answering:
             if answering is None:
                 return
+            if answering.waited:  # it follows the answer it waited for, in the prompt and the turns
+                chat = msgspec.structs.replace(chat, received_at=time.time())
             recall = None if engine is self.offline else await self.turns.recall(chat)
             history, keep = (recall.turns, recall.keep) if recall else ([], None)
             metrics.inflight.inc()
