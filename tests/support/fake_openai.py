@@ -14,6 +14,7 @@ is steered by directives inside the last user message, so each test says what th
     [usage:12:34]             end the stream with a usage chunk (prompt, completion tokens)
     [usage:1124:4:1024]       ... and that many of the prompt tokens read from the provider's cache
     [replay:NAME]             send tests/data/streams/NAME.sse byte for byte (a recorded provider stream)
+    [nth]                     answer "Answer N", N counting the requests this server has had
 
 Started with ``--status 429 [--retry-after 2]`` it answers every request with that error
 instead, and with ``--hang`` it never answers at all: a provider that is down.
@@ -44,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage|replay)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
+DIRECTIVE = re.compile(r"\[(status|delay|gap|tool|say|words|cut|usage|replay|nth)(?::((?:[^\[\]]|\[[^\]]*\])*))?\]")
 
 received: list[dict] = []
 aborted: list[dict] = []
@@ -97,6 +98,8 @@ async def completions(request: Request) -> Response:
     if "replay" in found:
         return _replay(found["replay"][0])
     reply = found["say"][0] if "say" in found else f"Echo: {text}"
+    if "nth" in found:
+        reply = f"Answer {len(received)}"
     if "words" in found:
         reply = " ".join(f"w{i}" for i in range(1, int(found["words"][0]) + 1))
     words = re.findall(r"\S+\s*", reply)

@@ -39,6 +39,7 @@ ErrorCode = Literal[
     "usage_unavailable",
     "busy",
     "nothing_to_cancel",
+    "not_in_conversation",
 ]
 
 
@@ -80,6 +81,9 @@ ERRORS: dict[ErrorCode, Problem] = {
     "usage_unavailable": Problem("Your usage is not available right now. Please try again shortly.", 503),
     "busy": Problem("PAM is still answering your last message. Send this one again when it has finished.", 409),
     "nothing_to_cancel": Problem("There is no answer of yours with that id to stop: it has ended, or never was.", 404),
+    "not_in_conversation": Problem(
+        "That message is not in the conversation going on, so it cannot be answered again or edited.", 404
+    ),
 }
 
 if missing := set(get_args(ErrorCode)) ^ ERRORS.keys():  # a code without words, or words without a code

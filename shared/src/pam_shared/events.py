@@ -29,6 +29,8 @@ class UserMessage(msgspec.Struct, tag_field="kind", tag="user_message"):
     region: str = ""
     current_page: str = ""
     trace_id: str | None = None
+    edit_of: str | None = None
+    """The earlier user message (its id, or its client id) this one replaces: a sibling of it."""
 
 
 class AssistantMessage(msgspec.Struct, tag_field="kind", tag="assistant_message"):
@@ -96,6 +98,8 @@ class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
     endpoint: str | None = None
     truncated: str | None = None
     """Why the answer ended short (``ChatResponse.truncated``: ``stopped`` by the user ...); None: complete."""
+    parent_id: str | None = None
+    """The user message it answers (a regenerated answer is a sibling of the earlier one)."""
 
 
 Event = UserMessage | AssistantMessage | AnalyticsEvent | Answer

@@ -21,6 +21,10 @@ class ChatRequest(msgspec.Struct):
     received_at: float
     message_id: str | None = None
     on_busy: OnBusy | None = None
+    regenerate: str | None = None
+    """Answer again the turn of this earlier answer (its id, or its chat's client id); ``message`` is empty."""
+    edit_of: str | None = None
+    """This message replaces that earlier user message (its id, or its client id)."""
 
 
 chat_request_encoder = msgspec.json.Encoder()

@@ -95,6 +95,30 @@ class Chat(msgspec.Struct, tag_field="type", tag="chat"):
     on_busy: OnBusy | None = None
 
 
+class Regenerate(msgspec.Struct, tag_field="type", tag="regenerate"):
+    """Answer the same user turn again.  ``answer_id`` names the answer to give again (its
+    ``message_id``, or its chat's id that it carried as ``reply_to``); the earlier answer stays,
+    as a sibling, and the conversation goes on from the new one.  ``message_id`` is this
+    request's (its frames carry it as ``reply_to``)."""
+
+    answer_id: MessageId
+    message_id: str | None = None
+    context: ChatContext = msgspec.field(default_factory=ChatContext)
+    on_busy: OnBusy | None = None
+
+
+class Edit(msgspec.Struct, tag_field="type", tag="edit"):
+    """Replace an earlier user message with ``message`` and answer it: ``user_message_id`` is the
+    message's id as the client sent it, or as the read API lists it.  The earlier message and what
+    followed it stay, as a sibling branch; the conversation goes on from the new one."""
+
+    user_message_id: MessageId
+    message: Annotated[str, msgspec.Meta(min_length=1)]
+    message_id: str | None = None
+    context: ChatContext = msgspec.field(default_factory=ChatContext)
+    on_busy: OnBusy | None = None
+
+
 class Cancel(msgspec.Struct, tag_field="type", tag="cancel"):
     """Stop an answer (or a queued chat) of this user, from any of their sockets: ``message_id``
     is the chat's (its answer's frames carry it as ``reply_to``) or the answer's own."""
@@ -122,7 +146,7 @@ class Resume(msgspec.Struct, tag_field="type", tag="resume"):
     pending: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=100)] = []
 
 
-ClientFrame = Chat | Ping | Auth | Resume | Cancel
+ClientFrame = Chat | Ping | Auth | Resume | Cancel | Regenerate | Edit
 
 
 # --- server -> client ---------------------------------------------------------

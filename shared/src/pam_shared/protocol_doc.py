@@ -87,6 +87,46 @@ budget. `GET /api/v1/usage` (`Authorization: Bearer JWT`) shows a user their own
 reconnecting (answered by a `connection` frame with the new `expires_at`); without it the socket
 closes with 4401 at expiry.
 
+## Conversation control
+
+**Stop.** `{"type": "cancel", "message_id": ID}` stops one of the user's answers from any of
+their sockets, on any gateway: `ID` is the chat's `message_id` (its answer's frames carry it as
+`reply_to`) or the answer's own `message_id`. The orchestrator answering it closes the model's
+stream at once (the provider stops generating and billing), and the answer ends as usual, with
+its `chat_response` holding what was said, marked `truncated: "stopped"`; that end is kept for
+resume like any end, stored as the assistant message with state `stopped`, and billed (the
+provider's usage, else estimated from what was streamed). The socket that sent the cancel gets
+`cancelled` (`status: "stopped"`, or `"dequeued"` for a chat still waiting its turn, which ends
+with an empty `chat_response` marked `stopped`). A cancel of an answer that has ended, or of
+someone else's chat, changes nothing and gets an `error` with code `nothing_to_cancel` (its
+`details.message_id` names it; it has no `reply_to`, so it ends no answer). Over REST:
+`POST /api/v1/chats/{ID}/cancel` with `Authorization: Bearer JWT` answers the `cancelled`
+frame as JSON, or 404 `nothing_to_cancel`.
+
+**A second message while an answer streams.** When a chat arrives while an answer to the same
+user is still streaming (from the same socket, another tab, another gateway), one policy
+decides, cluster-wide: `PAM_DOUBLE_TEXTING` (default `enqueue`), or the chat's own `on_busy`.
+`enqueue`: the chat waits its turn; it gets `queued` frames (`position` 1 is next) while it
+waits, then its answer, whose prompt includes the exchange before it. `reject`: the chat is
+refused with an `error` of code `busy` (`details.answering` names the chat being answered);
+nothing else changes. `interrupt`: the answer streaming is stopped as by a cancel (its partial
+stays in the conversation) and this chat is answered next. A chat's turn lasts at most its
+answer's deadline (`PAM_ANSWER_DEADLINE_SECONDS`) plus 5 s: an orchestrator that dies holding it
+never blocks the conversation (its chat's retry takes the turn over at once).
+
+**Regenerate and edit.** `{"type": "regenerate", "answer_id": ID}` answers the same user turn
+again (`ID`: the answer's `message_id`, or its chat's id); `{"type": "edit", "user_message_id":
+ID, "message": TEXT}` replaces an earlier user message with `TEXT` and answers it. Both may carry
+a `message_id` of their own (their answer's `reply_to`), a `context` and `on_busy`, and are
+answered like a chat. Neither overwrites: the earlier answer (or question, and what followed
+it) stays stored as a sibling, and the conversation goes on from the new one: the next prompt
+follows the branch the user is on. The turn must be among the conversation's recent ones
+(`PAM_HISTORY_TURNS`, within `PAM_CONVERSATION_IDLE_MINUTES`), else the `error` has code
+`not_in_conversation`. The read API's messages carry the tree: `parent_id` (the message each
+follows), `siblings` (the other messages that follow the same one) and `current` (on the branch
+that leads to the latest message), and an answer's `state` (`complete`, or how it was cut
+short).
+
 ## Resume after reconnect
 
 Frames that matter after a drop (an answer's `ui_actions` and its final `chat_response` or

@@ -45,6 +45,11 @@ class MessagesRequest(msgspec.Struct):
 
 
 class StoredMessage(msgspec.Struct):
+    """One message of a conversation, and its place in the conversation's tree: ``parent_id`` is
+    the message it follows, ``siblings`` the other messages that follow the same one (a
+    regenerated answer, an edited question), ``current`` whether it is on the branch the user is on
+    (the one that leads to the latest message).  ``state`` is how an answer ended."""
+
     id: str
     role: str
     content: str
@@ -53,6 +58,10 @@ class StoredMessage(msgspec.Struct):
     client_message_id: str | None = None
     reply_to: str | None = None
     ui_actions: list[UiAction] = []
+    state: str | None = None
+    parent_id: str | None = None
+    siblings: list[str] = []
+    current: bool = True
 
 
 class MessagesReply(msgspec.Struct):

@@ -49,6 +49,15 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
+class Branch:
+    """A chat that answers an earlier turn again (``regenerate``: that answer's id) or replaces
+    an earlier user message (``edit_of``: its id), making a sibling instead of overwriting."""
+
+    regenerate: str | None = None
+    edit_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatPath:
     """Where a chat goes once accepted, from a socket or over REST: the per-user limits, the
     keys that spot a re-sent chat, the journal, the relay."""
@@ -74,9 +83,17 @@ class ChatPath:
         return None
 
     async def submit(
-        self, identity: Identity, session_id: str, chat: Chat, recipient: Recipient, chat_id: str | None = None
+        self,
+        identity: Identity,
+        session_id: str,
+        chat: Chat,
+        recipient: Recipient,
+        chat_id: str | None = None,
+        branch: Branch | None = None,
     ) -> str:
-        """Hand a validated chat to the orchestrators, recorded for persistence; returns its chat id."""
+        """Hand a validated chat to the orchestrators, recorded for persistence (a regenerate
+        has no message of its own to record); returns its chat id."""
+        branch = branch or Branch()
         request = ChatRequest(
             chat_id=chat_id or uuid.uuid4().hex,
             session_id=session_id,
@@ -87,11 +104,13 @@ class ChatPath:
             received_at=time.time(),
             message_id=chat.message_id,
             on_busy=chat.on_busy,
+            regenerate=branch.regenerate,
+            edit_of=branch.edit_of,
         )
         traceparent = tracing.new_traceparent()
         extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
         log.debug("chat accepted", extra={**extra, "marker": logs.INCOMING})
-        if not identity.demo:
+        if not identity.demo and request.regenerate is None:
             event = _user_message(request, traceparent)
             self.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
         encoded = chat_request_encoder.encode(request)
@@ -111,7 +130,7 @@ class ChatPath:
 
 def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:
     return UserMessage(
-        event_id=uuid.uuid4().hex,
+        event_id=request.chat_id,  # the answer names it as its parent
         session_id=request.session_id,
         user_id=request.user_id,
         content=request.message,
@@ -120,4 +139,5 @@ def _user_message(request: ChatRequest, traceparent: str) -> UserMessage:
         region=request.context.region,
         current_page=request.context.current_page,
         trace_id=tracing.trace_id_of(traceparent),
+        edit_of=request.edit_of,
     )

@@ -20,8 +20,10 @@ from pam_shared.protocol import (
     Cancelled,
     Chat,
     Connection,
+    Edit,
     Ping,
     Pong,
+    Regenerate,
     Resume,
     encoder,
     now_iso,
@@ -29,7 +31,7 @@ from pam_shared.protocol import (
 from pam_shared.settings import GatewaySettings
 
 from pam_gateway import metrics
-from pam_gateway.chats import ChatPath
+from pam_gateway.chats import Branch, ChatPath
 from pam_gateway.dialect import Dialect
 from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import Inbox
@@ -143,6 +145,8 @@ class Session:
             await self._resume(frame)
         elif type(frame) is Cancel:
             await self._cancel(frame.message_id)
+        elif type(frame) is Regenerate or type(frame) is Edit:
+            await self._branch(frame)
 
     def _reject(self, text: str, exc: msgspec.DecodeError) -> None:
         """Say precisely what was wrong with a frame that did not decode."""
@@ -158,7 +162,16 @@ class Session:
         else:
             self.send_error("invalid_message", str(exc))
 
-    async def _chat(self, chat: Chat) -> None:
+    async def _branch(self, frame: Regenerate | Edit) -> None:
+        """A regenerate or an edit: a chat that answers an earlier turn again, on a new branch."""
+        if isinstance(frame, Regenerate):
+            text, branch = "", Branch(regenerate=frame.answer_id)
+        else:
+            text, branch = frame.message, Branch(edit_of=frame.user_message_id)
+        chat = Chat(message=text, context=frame.context, message_id=frame.message_id, on_busy=frame.on_busy)
+        await self._chat(chat, branch)
+
+    async def _chat(self, chat: Chat, branch: Branch | None = None) -> None:
         if chat.user_id is not None and not self.identity.owns(chat.user_id):
             self.send_error("user_mismatch", reply_to=chat.message_id)
             return
@@ -171,7 +184,7 @@ class Session:
             await self.path.keys.claim(
                 chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
             )
-        await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id)
+        await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id, branch)
 
     async def _cancel(self, message_id: str) -> None:
         """Stop one of this user's answers, from whichever socket or gateway it runs."""

@@ -19,9 +19,9 @@ from pam_orchestrator.replies import ReplyStream
 
 
 def answer_events(
-    request: ChatRequest, replies: ReplyStream, outcome: Outcome, engine: Engine, instance: str
+    request: ChatRequest, replies: ReplyStream, outcome: Outcome, engine: Engine, instance: str, parent_id: str
 ) -> list[Event]:
-    """The events to record for one answer: always exactly one."""
+    """The events to record for one answer, which answers user message ``parent_id``: always exactly one."""
     usage, source = outcome.usage, outcome.source
     model, endpoint = (source.model, source.endpoint) if source else (engine.model, None)
     trace_id = tracing.trace_id_of(tracing.current_traceparent.get())
@@ -67,5 +67,6 @@ def answer_events(
         cached_tokens=usage.cached_tokens if usage else None,
         endpoint=endpoint,
         truncated=outcome.truncated,
+        parent_id=parent_id,
     )
     return [answered]

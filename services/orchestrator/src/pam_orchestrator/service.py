@@ -26,12 +26,13 @@ from pam_orchestrator import metrics, prompt
 from pam_orchestrator.answer import Outcome, answer
 from pam_orchestrator.control import Control
 from pam_orchestrator.engine import Engine, Usage
+from pam_orchestrator.inflight import Answering
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
 from pam_orchestrator.spend import usage_spent
-from pam_orchestrator.turns import RecentTurns
+from pam_orchestrator.turns import Recall, RecentTurns
 
 log = logging.getLogger("pam.orchestrator")
 
@@ -120,33 +121,57 @@ class Orchestrator:
 
     async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
         """Answer one chat in its turn, then record it for persistence and debit the user's
-        budget (demo sessions are neither).  The model sees the conversation's earlier turns
-        (the offline engine needs none).  Whatever follows the answer's end delays nothing the
-        user sees, and ``drain`` waits for it."""
-        assert self.turns is not None and self.journal is not None and self.control is not None
-        engine = self.engine_for(chat)
+        budget (demo sessions are neither).  Whatever follows the answer's end delays nothing
+        the user sees, and ``drain`` waits for it."""
+        assert self.control is not None
         async with self.control.turn(chat, replies) as answering:
             if answering is None:
                 return
             if answering.waited:  # it follows the answer it waited for, in the prompt and the turns
                 chat = msgspec.structs.replace(chat, received_at=time.time())
-            recall = None if engine is self.offline else await self.turns.recall(chat)
-            history, keep = (recall.turns, recall.keep) if recall else ([], None)
-            metrics.inflight.inc()
-            try:
-                progress = self.settings.progress_interval_seconds
-                outcome = await answer(chat, engine, replies, history, progress, keep, answering)
-            finally:
-                metrics.inflight.dec()
+            found = await self._recall(chat, replies)
+            if found is None:
+                return
+            chat, recall = found
+            outcome = await self._answer(chat, replies, recall, answering)
+        await self._record(chat, replies, recall, outcome)
+
+    async def _recall(self, chat: ChatRequest, replies: ReplyStream) -> tuple[ChatRequest, Recall | None] | None:
+        """The conversation's earlier turns (the offline engine needs none), aimed at the turn a
+        regenerate or an edit names; None when that turn is gone (the chat has been ended)."""
+        assert self.turns is not None
+        recall = None if self.engine_for(chat) is self.offline else await self.turns.recall(chat, replies.message_id)
+        branched = recall.branched() if recall else (None if chat.regenerate or chat.edit_of else chat)
+        if branched is None:
+            await replies.fail("not_in_conversation", {"message_id": chat.regenerate or chat.edit_of})
+            return None
+        return branched, recall
+
+    async def _answer(
+        self, chat: ChatRequest, replies: ReplyStream, recall: Recall | None, answering: Answering
+    ) -> Outcome:
+        history, keep = (recall.turns, recall.keep) if recall else ([], None)
+        progress = self.settings.progress_interval_seconds
+        metrics.inflight.inc()
+        try:
+            return await answer(chat, self.engine_for(chat), replies, history, progress, keep, answering)
+        finally:
+            metrics.inflight.dec()
+
+    async def _record(self, chat: ChatRequest, replies: ReplyStream, recall: Recall | None, outcome: Outcome) -> None:
+        assert self.journal is not None
+        engine = self.engine_for(chat)
         if engine is not self.offline:
-            outcome.usage = self._spent(chat, history, replies, outcome)
+            outcome.usage = self._spent(chat, recall.turns if recall else [], replies, outcome)
         metrics.record(outcome, engine.name)
-        if not chat.demo:
-            traceparent = tracing.current_traceparent.get()
-            headers = {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)} if traceparent else None
-            for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id):
-                self.journal.record(event, headers)
-        if not chat.demo and engine is not self.offline:
+        if chat.demo:
+            return
+        traceparent = tracing.current_traceparent.get()
+        headers = {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)} if traceparent else None
+        parent = recall.parent_id if recall else chat.chat_id
+        for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id, parent):
+            self.journal.record(event, headers)
+        if engine is not self.offline:
             await self._debit(chat, outcome)
 
     def _spent(self, chat: ChatRequest, history: list[Turn], replies: ReplyStream, outcome: Outcome) -> Usage | None:

@@ -44,11 +44,14 @@ PLACED_APART_SECONDS = 0.001
 
 
 class Kept(msgspec.Struct, array_like=True, gc=False):
-    """One turn in the entry, with when it happened (Unix seconds)."""
+    """One turn in the entry, with when it happened (Unix seconds), its message id and the
+    client's id of its chat (so a regenerate or an edit can find it)."""
 
     role: str
     content: str
     at: float
+    id: str = ""
+    cid: str = ""
 
 
 _encoder = msgspec.json.Encoder()
@@ -65,14 +68,46 @@ class Recall:
     kept: list[Kept]
     revision: int | None
     """The entry's revision as read; None when there was no entry."""
+    answer_id: str = ""
+    fork: int | None = None
+    """Where a regenerate or an edit branches off: its turns replace the kept ones from here."""
+    parent_id: str = ""
+    """The user message the answer answers: the chat's own, or (a regenerate) the earlier one's."""
+
+    def branched(self) -> ChatRequest | None:
+        """The chat to answer, aimed at the turn a regenerate or an edit names: the history stops
+        before it, and a regenerate takes its question's text.  None: that turn is not among the
+        recent ones (too old, or not this user's)."""
+        chat, target = self.chat, self.chat.regenerate or self.chat.edit_of
+        self.parent_id = chat.chat_id
+        if target is None:
+            return chat
+        role = "assistant" if chat.regenerate else "user"
+        found = [i for i, turn in enumerate(self.kept) if turn.role == role and target in (turn.id, turn.cid)]
+        if not found:
+            return None
+        at = found[-1] - 1 if chat.regenerate else found[-1]  # the answer's question, or the edited message
+        if at < 0 or self.kept[at].role != "user":
+            return None
+        question, gap, limit = self.kept[at], self.store.gap, self.store.limit
+        self.turns = conversation(self.kept[:at], question.at, gap, limit)
+        if chat.regenerate:
+            self.fork, self.parent_id = at + 1, question.id
+            self.chat = msgspec.structs.replace(chat, message=question.content)
+        else:
+            self.fork = at
+        return self.chat
 
     async def keep(self, answer: str | None) -> None:
-        """Before the end is sent: the chat, and its answer unless it failed (persistence keeps
-        a failed chat's message too).  JetStream trouble costs the entry, never the answer."""
-        new = [Kept("user", self.chat.message, self.chat.received_at)]
+        """Before the end is sent: the chat (a regenerate has none of its own), and its answer
+        unless it failed (persistence keeps a failed chat's message too).  JetStream trouble costs
+        the entry, never the answer."""
+        chat, cid = self.chat, self.chat.message_id or ""
+        new = [] if chat.regenerate else [Kept("user", chat.message, chat.received_at, chat.chat_id, cid)]
         if answer:
-            new.append(Kept("assistant", answer, time.time()))
-        await self.store.add(user_token(self.chat.user_id), self.kept, self.revision, new)
+            new.append(Kept("assistant", answer, time.time(), self.answer_id, cid))
+        kept = self.kept if self.fork is None else self.kept[: self.fork]
+        await self.store.add(user_token(chat.user_id), kept, self.revision, new, replace=self.fork is not None)
 
 
 class RecentTurns:
@@ -85,33 +120,38 @@ class RecentTurns:
         config = KeyValueConfig(bucket=self.names.turns_bucket, ttl=self.gap, replicas=replicas, direct=False)
         self._kv = await jetstream.ensure_bucket(self.nc.jetstream(), config)
 
-    async def recall(self, chat: ChatRequest) -> Recall:
+    async def recall(self, chat: ChatRequest, answer_id: str = "") -> Recall:
         """The turns of the user's conversation before ``chat``: the entry's, else persistence's."""
         if self.limit <= 0:
-            return Recall(self, chat, [], [], None)
+            return Recall(self, chat, [], [], None, answer_id)
         found = await self._read(user_token(chat.user_id))
         if found is not None:
             kept, revision = found
-            return Recall(self, chat, conversation(kept, chat.received_at, self.gap, self.limit), kept, revision)
+            turns = conversation(kept, chat.received_at, self.gap, self.limit)
+            return Recall(self, chat, turns, kept, revision, answer_id)
         turns = await history.recent_turns(self.nc, self.names, chat, self.limit)
-        return Recall(self, chat, turns, placed_before(turns, chat.received_at), None)
+        return Recall(self, chat, turns, placed_before(turns, chat.received_at), None, answer_id)
 
-    async def add(self, key: str, kept: list[Kept], revision: int | None, new: list[Kept]) -> None:
+    async def add(
+        self, key: str, kept: list[Kept], revision: int | None, new: list[Kept], replace: bool = False
+    ) -> None:
+        """Lay ``new`` into the entry; ``replace``: the entry becomes ``kept`` then ``new`` (a branch)."""
         if self.limit <= 0:
             return
         assert self._kv is not None
         try:
-            await asyncio.wait_for(self._write(key, kept, revision, new), WRITE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._write(key, kept, revision, new, replace), WRITE_TIMEOUT_SECONDS)
         except Exception as exc:  # a stale entry would hide this turn: none sends the next chat to persistence
             log.warning("recent turns not kept, dropping the entry: %r", exc)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._kv.delete(key), WRITE_TIMEOUT_SECONDS)
 
-    async def _write(self, key: str, kept: list[Kept], revision: int | None, new: list[Kept]) -> None:
-        """Compare-and-set: on a concurrent write, read the entry again and merge into that."""
+    async def _write(self, key: str, kept: list[Kept], revision: int | None, new: list[Kept], replace: bool) -> None:
+        """Compare-and-set: on a concurrent write, read the entry again and merge into that (a
+        branch cannot be merged: it fails, and the entry is dropped)."""
         assert self._kv is not None
-        for _ in range(WRITE_ATTEMPTS):
-            value = _encoder.encode(merged(kept, new, self.limit))
+        for _ in range(1 if replace else WRITE_ATTEMPTS):
+            value = _encoder.encode([*kept, *new][-self.limit :] if replace else merged(kept, new, self.limit))
             try:
                 if revision is None:
                     await self._kv.create(key, value)

@@ -75,7 +75,8 @@ async def messages(pool: asyncpg.Pool, query: MessagesRequest) -> MessagesReply:
         if not owned:
             return MessagesReply(found=False)
         rows = await conn.fetch(_MESSAGES, conversation_id, after_at, after_id, limit + 1, timeout=READ_TIMEOUT_SECONDS)
-    page = [_stored_message(row) for row in rows[:limit]]
+        tree = Tree(await conn.fetch(_TREE, conversation_id, timeout=READ_TIMEOUT_SECONDS))
+    page = [tree.place(_stored_message(row)) for row in rows[:limit]]
     last = page[-1] if len(rows) > limit else None
     return MessagesReply(True, page, _cursor(last.created_at, last.id) if last else None)
 
@@ -83,6 +84,44 @@ async def messages(pool: asyncpg.Pool, query: MessagesRequest) -> MessagesReply:
 def _stored_message(row: asyncpg.Record) -> StoredMessage:
     actions = _actions_decoder.decode(row["ui_actions"]) if row["ui_actions"] else []
     return StoredMessage(**{**row, "ui_actions": actions})
+
+
+class Tree:
+    """A conversation's messages as a tree.  An answer follows the user message it names; an
+    edited message follows what the one it replaces followed; any other message (and answers
+    stored before answers named their question) follows the one before it in time, which is
+    always on the branch the user was on.  The current branch leads to the latest message."""
+
+    def __init__(self, rows: list[asyncpg.Record]) -> None:
+        self.parent: dict[str, str | None] = {}
+        questions: dict[str, str] = {}  # a user message's id, and its client id, to its id
+        previous: str | None = None
+        for row in rows:
+            self.parent[row["id"]] = self._parent_of(row, questions, previous)
+            if row["role"] == "user":
+                questions[row["id"]] = row["id"]
+                if row["client_message_id"]:
+                    questions[row["client_message_id"]] = row["id"]
+            previous = row["id"]
+        self.children: dict[str | None, list[str]] = {}
+        for child, parent in self.parent.items():
+            self.children.setdefault(parent, []).append(child)
+        self.current: set[str] = set()
+        while previous is not None:
+            self.current.add(previous)
+            previous = self.parent[previous]
+
+    def _parent_of(self, row: asyncpg.Record, questions: dict[str, str], previous: str | None) -> str | None:
+        if row["parent_id"] in self.parent:
+            return str(row["parent_id"])
+        if (edited := questions.get(row["edit_of"] or "")) is not None:
+            return self.parent[edited]
+        return previous
+
+    def place(self, message: StoredMessage) -> StoredMessage:
+        parent = self.parent.get(message.id)
+        siblings = [m for m in self.children.get(parent, []) if m != message.id]
+        return msgspec.structs.replace(message, parent_id=parent, siblings=siblings, current=message.id in self.current)
 
 
 async def analytics(pool: asyncpg.Pool, query: AnalyticsRequest) -> AnalyticsReply:
@@ -155,11 +194,15 @@ LIMIT $4
 _OWNED = "SELECT true FROM conversations WHERE id = $1 AND user_id = $2"
 
 _MESSAGES = """
-SELECT id, role, content, intent, created_at, client_message_id, reply_to, ui_actions
+SELECT id, role, content, intent, created_at, client_message_id, reply_to, ui_actions, state
 FROM messages
 WHERE conversation_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text))
 ORDER BY created_at, id
 LIMIT $4
+"""
+
+_TREE = """
+SELECT id, role, client_message_id, parent_id, edit_of FROM messages WHERE conversation_id = $1 ORDER BY created_at, id
 """
 
 _PER_DAY = """

@@ -17,7 +17,7 @@ from pam_shared.events import AnalyticsEvent, Answer, AssistantMessage, Event, U
 
 MESSAGE_COLUMNS = ("id", "conversation_id", "user_id", "session_id", "role", "content", "intent",
                    "client_message_id", "reply_to", "current_page", "ui_actions", "created_at", "trace_id",
-                   "state")  # fmt: skip
+                   "state", "parent_id", "edit_of")  # fmt: skip
 ANALYTICS_COLUMNS = ("id", "user_id", "session_id", "message_id", "intent", "engine", "model", "orchestrator",
                      "total_ms", "time_to_first_chunk_ms", "tokens_in", "tokens_out", "error_code", "created_at",
                      "trace_id", "cached_tokens", "endpoint")  # fmt: skip
@@ -50,11 +50,11 @@ def message_row(m: Message, conversation_id: uuid.UUID) -> tuple[object, ...]:
     at = moment(m.created_at)
     if isinstance(m, UserMessage):
         return (m.event_id, conversation_id, m.user_id, m.session_id, "user", m.content, None,
-                m.client_message_id, None, m.current_page, None, at, m.trace_id, None)  # fmt: skip
+                m.client_message_id, None, m.current_page, None, at, m.trace_id, None, None, m.edit_of)  # fmt: skip
     actions = _actions_encoder.encode(m.ui_actions).decode() if m.ui_actions else None
-    state = (m.truncated or "complete") if isinstance(m, Answer) else "complete"
+    state, parent = ((m.truncated or "complete"), m.parent_id) if isinstance(m, Answer) else ("complete", None)
     return (m.event_id, conversation_id, m.user_id, m.session_id, "assistant", m.content, m.intent,
-            None, m.reply_to, "", actions, at, m.trace_id, state)  # fmt: skip
+            None, m.reply_to, "", actions, at, m.trace_id, state, parent, None)  # fmt: skip
 
 
 def analytics_row(e: Measured) -> tuple[object, ...]:
