@@ -7,7 +7,9 @@ the tests' fake OpenAI server for slower streamed answers), runs ``--clients`` u
 same port) and replaces orchestrators (one SIGTERM, one SIGKILL) at evenly spaced times.
 
 Each user has its own JWT, connects to a random gateway, sends chats with unique
-``message_id``s (at most ``--window`` waiting for an answer), now and then aborts its own
+``message_id``s (at most ``--window`` waiting for an answer, so chats arrive while an answer
+streams: each asks for an ``on_busy`` policy at random), follows some with a ``cancel`` of one
+of its unanswered chats (``--cancels``), now and then aborts its own
 socket (at a random moment, or just after a chat went out, i.e. mid-answer), reconnects
 with the seed's backoff (1 s, 2 s, 4 s ..., capped at 10 s, reset on success) to either
 gateway, and resumes from the highest ``event_id`` it has seen.
@@ -94,6 +96,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=2, help="chats a client may have awaiting an answer")
     parser.add_argument("--pause", type=float, default=0.5, help="longest pause between a client's chats")
     parser.add_argument("--llm", choices=("offline", "fake"), default="offline")
+    parser.add_argument("--cancels", type=float, default=0.1, help="share of chats followed by a cancel of one owed")
+    parser.add_argument(
+        "--on-busy", default="enqueue,reject,interrupt", help="each chat's on_busy, at random from this list ('': none)"
+    )
     parser.add_argument("--drain", type=float, default=30.0, help="longest final drain, seconds")
     parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/soak.json")
@@ -143,6 +149,8 @@ def make_clients(args: argparse.Namespace, secret: str, ports: list[int], phases
         drop_every=args.drop_every,
         patience=2 * REPLY_TIMEOUT_SECONDS,
         directive=SLOW_ANSWER_DIRECTIVE if args.llm == "fake" else "",
+        cancels=args.cancels,
+        on_busy=tuple(policy for policy in args.on_busy.split(",") if policy),
     )
     rng = random.Random(args.seed)
     users = [f"soak-user-{i + 1:03d}" for i in range(args.clients)]

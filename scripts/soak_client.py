@@ -57,6 +57,10 @@ class Behaviour:
     """An unanswered chat older than this stops holding a window slot."""
     directive: str
     """Appended to every message, e.g. ``[gap:0.05]`` for slow answers from the fake LLM."""
+    cancels: float = 0.0
+    """Chance that a chat is followed by a ``cancel`` of one of the client's unanswered chats."""
+    on_busy: tuple[str, ...] = ()
+    """Each chat asks for one of these at random (``enqueue``, ``reject``, ``interrupt``); empty: the server's."""
 
 
 @dataclass
@@ -356,6 +360,8 @@ class SoakClient:
             record = self._retry.popleft() if self._retry else self._new_chat()
             if not await self._write(ws, conn, record):
                 return
+            if self.rng.random() < self.behaviour.cancels and not await self._cancel_one(ws, conn):
+                return
             if conn.drop_requested:
                 await asyncio.sleep(self.rng.uniform(0, MID_ANSWER_DROP_SECONDS))
                 self._drop(ws, conn)
@@ -379,6 +385,8 @@ class SoakClient:
             "user_id": self.user_id,
             "context": {"region": "Queensland", "current_page": "/soak"},
         }
+        if self.behaviour.on_busy:
+            frame["on_busy"] = self.rng.choice(self.behaviour.on_busy)
         try:
             await ws.send(json.dumps(frame))
         except websockets.ConnectionClosed:
@@ -388,6 +396,18 @@ class SoakClient:
             return False
         record.written_at, record.connection = self.phases.now(), conn.number
         conn.written.append(record.message_id)
+        return True
+
+    async def _cancel_one(self, ws: ClientConnection, conn: Connection) -> bool:
+        """Stop one of this socket's unanswered chats (it may end first: then nothing changes)."""
+        owed = self._unanswered(conn)
+        if not owed:
+            return True
+        try:
+            await ws.send(json.dumps({"type": "cancel", "message_id": self.rng.choice(owed)}))
+        except websockets.ConnectionClosed:
+            return False
+        self.counts["cancels_sent"] += 1
         return True
 
     def _new_chat(self, retry_of: str | None = None) -> ChatRecord:

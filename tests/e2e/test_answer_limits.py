@@ -35,12 +35,12 @@ async def test_the_model_may_write_only_so_many_tokens_and_a_long_answer_is_mark
 
 async def test_an_answer_past_its_deadline_ends_with_what_was_said_and_is_stored(stack, llm_env, database_url):
     stack.persistence(DATABASE_URL=database_url)
-    stack.orchestrator(**llm_env, PAM_ANSWER_DEADLINE_SECONDS="1")
+    stack.orchestrator(**llm_env, PAM_ANSWER_DEADLINE_SECONDS="2")  # the first word well inside it, even loaded
     gateway = stack.gateway()
     started = time.monotonic()
     async with await connected(gateway.ws_url(f"/ws/u1?token={token('u1')}")) as client:
         frames = await client.chat("[gap:0.1] [words:100] a long story", "u1")  # 10 s of talking
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 6
     final = frames[-1]
     assert final["type"] == "chat_response" and final["truncated"] == "deadline"
     assert final["message"] == said(frames) and 3 <= len(final["message"].split()) < 100
