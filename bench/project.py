@@ -31,6 +31,8 @@ LIMITS_OFF = {
     for name in ("PAM_RATE_BURST", "PAM_RATE_PER_SECOND", "PAM_USER_MESSAGES_PER_MINUTE", "PAM_IP_CONNECTS_PER_MINUTE")
 }
 """Abuse limits sized for people, not for a load generator; the code paths still run (leases included)."""
+BUDGETS_ON = {"PAM_USER_TOKENS_PER_DAY": UNLIMITED, "PAM_USER_TOKENS_PER_MONTH": UNLIMITED}
+"""Token budgets never reached, so every chat pays their check (gateway) and debit (orchestrator)."""
 
 
 def service_env(namespace: str, llm_url: str | None) -> dict[str, str]:
@@ -47,6 +49,7 @@ def service_env(namespace: str, llm_url: str | None) -> dict[str, str]:
         "PAM_SHUTDOWN_GRACE_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
         **LIMITS_OFF,
+        **BUDGETS_ON,
     }
 
 

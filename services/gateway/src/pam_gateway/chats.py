@@ -30,7 +30,7 @@ from pam_shared.journal import Journal
 from pam_shared.protocol import Chat
 
 from pam_gateway import metrics
-from pam_gateway.idempotency import ChatKeys
+from pam_gateway.idempotency import ChatKeys, chat_key
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Recipient, Relay
 
@@ -81,6 +81,13 @@ class ChatPath:
             metrics.rate_limited.labels("budget").inc()
             return Refused("budget_exceeded", spent.details, spent.retry_after_seconds)
         return None
+
+    async def resent(self, identity: Identity, client_message_id: str | None, text: str, chat_id: str) -> str | None:
+        """For clients that re-send over REST (the WHEELS WINS one): the chat already answering
+        this one, if it is a re-send; else ``chat_id`` is claimed for it, so its re-send finds it."""
+        if identity.demo:
+            return None
+        return await self.keys.claim(chat_key(identity.user_id, client_message_id, text), chat_id)
 
     async def submit(
         self,

@@ -38,7 +38,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pam_gateway.chats import ChatPath
-from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import KeptFrames
 
 ANSWER_WAIT_SECONDS = 90.0
@@ -124,9 +123,7 @@ class RestChat:
         after ``ANSWER_WAIT_SECONDS``)."""
         collected = Collected(identity.user_id)
         chat_id = uuid.uuid4().hex
-        earlier = None
-        if not identity.demo:
-            earlier = await self.path.keys.claim(chat_key(identity.user_id, body.message_id, body.message), chat_id)
+        earlier = await self.path.resent(identity, body.message_id, body.message, chat_id)
         if earlier is not None:
             await self._follow(identity.user_id, earlier, collected)
             return collected, earlier

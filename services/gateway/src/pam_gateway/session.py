@@ -33,7 +33,6 @@ from pam_shared.settings import GatewaySettings
 from pam_gateway import metrics
 from pam_gateway.chats import Branch, ChatPath
 from pam_gateway.dialect import Dialect
-from pam_gateway.idempotency import chat_key
 from pam_gateway.inbox import Inbox
 from pam_gateway.outbox import Outbox
 from pam_gateway.ratelimit import TokenBucket
@@ -180,10 +179,8 @@ class Session:
             self.send_error(refused.code, refused.details, chat.message_id)
             return
         chat_id = uuid.uuid4().hex
-        if self.dialect.resends_over_rest and not self.identity.demo:  # so the re-send finds this answer
-            await self.path.keys.claim(
-                chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
-            )
+        if self.dialect.resends_over_rest:  # so the re-send finds this answer
+            await self.path.resent(self.identity, self.dialect.client_message_id(chat), chat.message, chat_id)
         await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id, branch)
 
     async def _cancel(self, message_id: str) -> None:
