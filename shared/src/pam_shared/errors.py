@@ -23,6 +23,8 @@ MESSAGES: dict[str, str] = {
     "token_expiring": "Your sign-in is about to expire. Refreshing it keeps this conversation open.",
     "resume_gap": "Some messages are too old to replay. Reload the conversation history.",
     "origin_forbidden": "This web page is not allowed to use PAM (PAM_ALLOWED_ORIGINS).",
+    "timer_invalid": "That timer or alarm cannot be set: check its duration, time, date and time zone.",
+    "timer_not_found": "There is no such timer or alarm (it may have been dismissed already).",
 }
 
 

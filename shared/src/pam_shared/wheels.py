@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pam_shared.protocol import ChatContext, Truncation, UiAction
+from pam_shared.protocol import AlertAction, ChatContext, Priority, Truncation, UiAction
 
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
 Stamp = str | int | float | None
@@ -153,6 +153,39 @@ class WheelsActions(msgspec.Struct, tag_field="type", tag="ui_actions"):
     event_id: int | None = None
 
 
+class WheelsTimerExpired(msgspec.Struct, tag_field="type", tag="timer_expired"):
+    """A timer or alarm went off (``handleTimerExpired``: a notification, a beep, a toast whose
+    Dismiss posts ``timer_id`` to ``/api/v1/pam/internal/dismiss-timer``).  It has a
+    ``message``: the gateway never sends it while a chat waits, only right after its answer."""
+
+    timer_id: str
+    timer_type: Literal["timer", "alarm"]
+    label: str
+    message: str
+    scheduled_time: str
+    timestamp: str
+    event_id: int | None = None
+
+
+class WheelsAlertContent(msgspec.Struct):
+    type: Literal["proactive_alert"]
+    category: str
+    message: str
+    priority: Priority
+    actions: list[AlertAction]
+    alert_type: str
+
+
+class WheelsProactiveAlert(msgspec.Struct, tag_field="type", tag="proactive_alert"):
+    """An alert (``handleProactiveAlert``: a toast by priority, with its action buttons).  It has
+    a ``content``: like a timer, it waits while a chat does."""
+
+    id: str
+    timestamp: str
+    content: WheelsAlertContent
+    event_id: int | None = None
+
+
 SERVER_FRAMES = (
     WheelsWelcome,
     WheelsAnswer,
@@ -162,6 +195,8 @@ SERVER_FRAMES = (
     WheelsNotice,
     WheelsStatus,
     WheelsActions,
+    WheelsTimerExpired,
+    WheelsProactiveAlert,
 )
 
 

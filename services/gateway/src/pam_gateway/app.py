@@ -14,6 +14,7 @@ from pam_gateway import origins, page, read_api, rest_chat
 from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 from pam_gateway.rest_chat import RestChat
+from pam_gateway.timer_routes import TimerRoutes
 from pam_gateway.wheels import WheelsDialect
 
 
@@ -53,6 +54,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/api/health/detailed", health.detailed),
         Route("/api/health/ready", health.readiness),
         *read_api.routes(gateway.nc, settings),
+        *TimerRoutes(settings, gateway.timers).routes(),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),
     ]

@@ -156,20 +156,32 @@ class Session:
             self.send_error("invalid_message", str(exc))
 
     async def _chat(self, chat: Chat) -> None:
+        chat_id = uuid.uuid4().hex
+        self.inbox.asked(chat_id)  # the client waits from now on: pushes wait behind its answer
+        try:
+            if not await self._admitted(chat):
+                self.inbox.answered(chat_id)
+                return
+            if self.dialect.resends_over_rest and not self.identity.demo:  # so the re-send finds this answer
+                await self.path.keys.claim(
+                    chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
+                )
+            await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id)
+        except BaseException:
+            self.inbox.answered(chat_id)
+            raise
+
+    async def _admitted(self, chat: Chat) -> bool:
+        """Whether the chat is this user's and within their budget; if not, its refusal is sent."""
         if chat.user_id is not None and not self.identity.owns(chat.user_id):
             self.send_error("user_mismatch", reply_to=chat.message_id)
-            return
+            return False
         retry_after = await self.path.quota.take(self.quota_key)
         if retry_after:
             metrics.rate_limited.labels("user").inc()
             self.send_error("rate_limited", {"retry_after": round(retry_after, 2)}, chat.message_id)
-            return
-        chat_id = uuid.uuid4().hex
-        if self.dialect.resends_over_rest and not self.identity.demo:  # so the re-send finds this answer
-            await self.path.keys.claim(
-                chat_key(self.identity.user_id, self.dialect.client_message_id(chat), chat.message), chat_id
-            )
-        await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id)
+            return False
+        return True
 
     async def _resume(self, frame: Resume) -> None:
         replayed = await self.inbox.resume(frame.last_event_id, frame.pending, self._resume_gap)

@@ -23,6 +23,8 @@ from pam_shared.protocol import (
     Error,
     Ping,
     Pong,
+    ProactiveAlert,
+    TimerExpired,
     UiAction,
     UiActions,
     encoder,
@@ -32,6 +34,7 @@ from pam_shared.protocol import (
 from pam_shared.wheels import (
     Stamp,
     WheelsActions,
+    WheelsAlertContent,
     WheelsAnswer,
     WheelsAuth,
     WheelsChat,
@@ -41,7 +44,9 @@ from pam_shared.wheels import (
     WheelsNotice,
     WheelsPing,
     WheelsPong,
+    WheelsProactiveAlert,
     WheelsStatus,
+    WheelsTimerExpired,
     WheelsWelcome,
     wheels_decoder,
 )
@@ -116,6 +121,10 @@ class WheelsDialect:
             return self._error(frame)
         if isinstance(frame, Pong):
             return WheelsPong(timestamp=self._ping_stamp)
+        if isinstance(frame, TimerExpired):
+            return _timer_expired(frame)
+        if isinstance(frame, ProactiveAlert):
+            return _alert(frame)
         return frame if isinstance(frame, msgspec.Struct) else None
 
     def _connection(self, frame: Connection) -> msgspec.Struct:
@@ -189,3 +198,29 @@ def _filled(context: ChatContext, standing: ChatContext) -> ChatContext:
         if not getattr(context, name) and getattr(standing, name)
     }
     return msgspec.structs.replace(context, **gaps) if gaps else context
+
+
+def _timer_expired(frame: TimerExpired) -> WheelsTimerExpired:
+    return WheelsTimerExpired(
+        timer_id=frame.timer_id,
+        timer_type=frame.kind,
+        label=frame.label,
+        message=frame.message,
+        scheduled_time=frame.due_at,
+        timestamp=frame.timestamp,
+        event_id=frame.event_id or None,
+    )
+
+
+def _alert(frame: ProactiveAlert) -> WheelsProactiveAlert:
+    content = WheelsAlertContent(
+        type="proactive_alert",
+        category=frame.category,
+        message=frame.message,
+        priority=frame.priority,
+        actions=frame.actions,
+        alert_type=frame.alert_type or frame.category,
+    )
+    return WheelsProactiveAlert(
+        id=frame.alert_id, timestamp=frame.timestamp, content=content, event_id=frame.event_id or None
+    )

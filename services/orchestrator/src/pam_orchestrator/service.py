@@ -13,15 +13,19 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service
 from pam_shared import __version__, bus, debugging, delivery, jetstream, logs, subjects, tracing
+from pam_shared.background import Tasks
 from pam_shared.discovery import ServiceData
 from pam_shared.errors import error_frame
 from pam_shared.internal import ChatRequest, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.protocol import encoder
 from pam_shared.settings import OrchestratorSettings
+from pam_shared.timers import TimerStore
 
 from pam_orchestrator import metrics
 from pam_orchestrator.answer import answer
+from pam_orchestrator.bell import Bell
+from pam_orchestrator.effects import Effects
 from pam_orchestrator.engine import Engine
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
@@ -44,6 +48,8 @@ class Orchestrator:
         self.journal: Journal | None = None
         self.debug_switch: Subscription | None = None
         self.turns: RecentTurns | None = None
+        self.effects: Effects | None = None
+        self.tasks = Tasks()
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -59,6 +65,10 @@ class Orchestrator:
         self.turns = RecentTurns(self.nc, self.names, self.settings.history_turns, gap)
         await self.turns.start(replicas)
         self.debug_switch = await debugging.listen(self.nc, self.names)
+        timer_store = TimerStore(self.nc.jetstream(), self.names)
+        await timer_store.ensure(replicas)
+        self.effects = Effects(self.nc, self.names, timer_store)
+        await Bell(self.nc, self.names, timer_store, self.tasks).start()
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -72,6 +82,12 @@ class Orchestrator:
             subject=self.names.chat_request,
             queue_group=self.names.orchestrator_queue,
             handler=self.on_chat,
+        )
+        await self.service.add_endpoint(
+            name="alerts",
+            subject=self.names.alerts,
+            queue_group=self.names.orchestrator_queue,
+            handler=self.effects.on_alert,
         )
         await self.nc.flush()  # the server has our subscriptions before we say we are ready
         log.info(
@@ -109,13 +125,20 @@ class Orchestrator:
     async def serve(self, chat: ChatRequest, replies: ReplyStream) -> None:
         """Answer one chat, then record it for persistence (demo sessions are not recorded).
         The model sees the conversation's earlier turns (the offline engine needs none)."""
-        assert self.turns is not None and self.journal is not None
-        engine = self.engine_for(chat)
+        assert self.turns is not None and self.journal is not None and self.effects is not None
+        engine, effects = self.engine_for(chat), self.effects
         recall = None if engine is self.offline else await self.turns.recall(chat)
         history, keep = (recall.turns, recall.keep) if recall else ([], None)
+
+        async def before_end(text: str | None) -> None:
+            if keep is not None:
+                await keep(text)
+            if text is not None:  # the answer's timers and alerts, carried out before it ends
+                await effects.apply(chat, replies.actions)
+
         metrics.inflight.inc()
         try:
-            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds, keep)
+            outcome = await answer(chat, engine, replies, history, self.settings.progress_interval_seconds, before_end)
         finally:
             metrics.inflight.dec()
         metrics.record(outcome, engine.name)
@@ -132,6 +155,7 @@ class Orchestrator:
         if self.inflight:
             log.info("draining %d answers in flight", len(self.inflight), extra={"marker": logs.CONNECTION})
             await asyncio.gather(*self.inflight, return_exceptions=True)
+        await self.tasks.stop()
         if self.journal is not None:
             await self.journal.close()
         if self.llm is not None:
