@@ -82,9 +82,7 @@ async def test_an_alert_another_service_raises_while_a_chat_waits_is_held_behind
     assert alert["content"]["alert_type"] == "storm" and alert["content"]["priority"] == "urgent"
 
 
-async def test_an_alert_with_no_chat_pending_arrives_at_once_on_every_socket_in_its_dialect(
-    stack, nats_url, namespace
-):
+async def test_an_alert_with_no_chat_pending_arrives_at_once_on_every_socket_in_its_dialect(stack, nats_url, namespace):
     stack.orchestrator()
     gateway = stack.gateway()
     wheels = await ShippedClient.connect(gateway.ws_url(""), USER, token(USER))
