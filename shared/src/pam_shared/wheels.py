@@ -168,12 +168,14 @@ class WheelsTimerExpired(msgspec.Struct, tag_field="type", tag="timer_expired"):
 
 
 class WheelsAlertContent(msgspec.Struct):
-    type: Literal["proactive_alert"]
+    """A ``proactive_alert``'s body, as ``handleProactiveAlert`` reads it."""
+
     category: str
     message: str
     priority: Priority
     actions: list[AlertAction]
     alert_type: str
+    type: str = "proactive_alert"
 
 
 class WheelsProactiveAlert(msgspec.Struct, tag_field="type", tag="proactive_alert"):

@@ -214,7 +214,6 @@ def _timer_expired(frame: TimerExpired) -> WheelsTimerExpired:
 
 def _alert(frame: ProactiveAlert) -> WheelsProactiveAlert:
     content = WheelsAlertContent(
-        type="proactive_alert",
         category=frame.category,
         message=frame.message,
         priority=frame.priority,
