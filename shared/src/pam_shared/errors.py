@@ -24,6 +24,10 @@ MESSAGES: dict[str, str] = {
     "resume_gap": "Some messages are too old to replay. Reload the conversation history.",
     "origin_forbidden": "This web page is not allowed to use PAM (PAM_ALLOWED_ORIGINS).",
     "timer_invalid": "That timer or alarm cannot be set: check its duration, time, date and time zone.",
+    "voice_unavailable": "Spoken answers are not available: PAM has no speech model key (OPENAI_API_KEY).",
+    "voice_failed": "The speech service failed to speak that answer. Please try again.",
+    "voice_too_long": "That answer is too long to speak in one piece.",
+    "voice_invalid": "A voice request needs the answer's text in `text`.",
     "timer_not_found": "There is no such timer or alarm (it may have been dismissed already).",
 }
 

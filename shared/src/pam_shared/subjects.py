@@ -128,6 +128,16 @@ class Subjects:
         return "persistence"
 
     @property
+    def speech(self) -> str:
+        """Request-reply: an answer's text to speak, answered with the audio by an orchestrator."""
+        return f"{self.namespace}.speech"
+
+    @property
+    def speech_bucket(self) -> str:
+        """The key-value bucket where orchestrators keep audio already made (identical text and voice)."""
+        return f"{self.namespace.upper().replace('-', '_')}_SPEECH"
+
+    @property
     def alerts(self) -> str:
         """Request-reply: any service raises a proactive alert here (``pam_shared.alerts``);
         orchestrators take each one as a queue group."""

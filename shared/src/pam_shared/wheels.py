@@ -235,3 +235,31 @@ class RestChatResponse(msgspec.Struct):
 
 wheels_decoder = msgspec.json.Decoder(WheelsClientFrame)
 rest_chat_decoder = msgspec.json.Decoder(RestChatRequest)
+
+
+class VoiceRequest(msgspec.Struct):
+    """``POST /api/v1/pam/voice`` as ``voiceService.ts`` sends it: the answer's text (with Nari
+    Dia's ``[S1] (excited)`` cues, which are dropped), ``speed_factor``, and Dia's own knobs
+    (``temperature``, ``cfg_scale``, ``max_new_tokens``: accepted, ignored).  ``voice``: one of
+    OpenAI's voice names, else the configured ``PAM_VOICE``."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    voice: str | None = None
+    speed_factor: float | None = None
+    temperature: float | None = None
+    cfg_scale: float | None = None
+    max_new_tokens: int | None = None
+
+
+class VoiceResponse(msgspec.Struct):
+    """What the client plays: ``audio`` is the WAV file's bytes as numbers (``new
+    Uint8Array(data.audio)``); ``truncated`` when the text was cut at ``PAM_VOICE_MAX_CHARS``."""
+
+    audio: list[int]
+    duration: float
+    cached: bool
+    format: str = "wav"
+    truncated: bool = False
+
+
+voice_request_decoder = msgspec.json.Decoder(VoiceRequest)

@@ -15,6 +15,7 @@ from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 from pam_gateway.rest_chat import RestChat
 from pam_gateway.timer_routes import TimerRoutes
+from pam_gateway.voice import Voice
 from pam_gateway.wheels import WheelsDialect
 
 
@@ -22,6 +23,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
     gateway = Gateway(settings)
     health = Health(gateway)
     rest = RestChat(gateway.nc, settings, gateway.path, gateway.kept)
+    voice = Voice(gateway.nc, settings, gateway.voice_per_ip, gateway.voice_per_user)
 
     async def user_socket(websocket: WebSocket) -> None:
         await gateway.sockets.serve(websocket, websocket.path_params["user_id"])
@@ -48,6 +50,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
         WebSocketRoute("/api/v1/pam-simple/ws/{user_id}", wheels_socket),
         Route("/api/v1/pam/chat", rest.chat, methods=["POST"]),
         Route("/api/v1/pam-simple/chat", rest.chat, methods=["POST"]),
+        Route("/api/v1/pam/voice", voice.speak, methods=["POST"]),
+        Route("/api/v1/pam-simple/voice", voice.speak, methods=["POST"]),
         Route("/api/v1/pam/health", rest_chat.health),
         Route("/api/v1/pam-simple/health", rest_chat.health),
         Route("/api/health", health.liveness),

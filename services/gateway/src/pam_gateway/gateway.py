@@ -56,6 +56,9 @@ class Gateway:
         self.timers = TimerStore(self.nc.jetstream(), names)
         self.missed = MissedTimers(self.timers)
         self.pushes = Pushes(self.nc, names, self.registry.inboxes_of, self.timers)
+        speech = settings.speech
+        self.voice_per_ip = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_ip_per_minute)
+        self.voice_per_user = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_user_per_minute)
         self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
         self.path = ChatPath(self.quota, self.keys, self.journal, self.relay)
         self.sockets = Sockets(settings, self.registry, self._open_session)
@@ -76,7 +79,8 @@ class Gateway:
         await self.timers.ensure(replicas)
         await self.relay.start()
         await self.journal.start(replicas)
-        await self.quota.start(replicas)
+        for quota in (self.quota, self.voice_per_ip, self.voice_per_user):
+            await quota.start(replicas)
         await self.keys.start(replicas)
         await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)

@@ -31,6 +31,7 @@ from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
+from pam_orchestrator.speech import Speech
 from pam_orchestrator.turns import RecentTurns
 
 log = logging.getLogger("pam.orchestrator")
@@ -49,6 +50,7 @@ class Orchestrator:
         self.debug_switch: Subscription | None = None
         self.turns: RecentTurns | None = None
         self.effects: Effects | None = None
+        self.speech: Speech | None = None
         self.tasks = Tasks()
 
     def engine_for(self, request: ChatRequest) -> Engine:
@@ -69,6 +71,8 @@ class Orchestrator:
         await timer_store.ensure(replicas)
         self.effects = Effects(self.nc, self.names, timer_store)
         await Bell(self.nc, self.names, timer_store, self.tasks).start()
+        self.speech = Speech(self.nc, self.names, self.settings.speech)
+        await self.speech.start(replicas)
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -88,6 +92,12 @@ class Orchestrator:
             subject=self.names.alerts,
             queue_group=self.names.orchestrator_queue,
             handler=self.effects.on_alert,
+        )
+        await self.service.add_endpoint(
+            name="speech",
+            subject=self.names.speech,
+            queue_group=self.names.orchestrator_queue,
+            handler=self.speech.on_request,
         )
         await self.nc.flush()  # the server has our subscriptions before we say we are ready
         log.info(
@@ -160,5 +170,7 @@ class Orchestrator:
             await self.journal.close()
         if self.llm is not None:
             await self.llm.close()
+        if self.speech is not None:
+            await self.speech.close()
         if self.nc is not None:
             await self.nc.drain()
