@@ -28,6 +28,7 @@ MESSAGES: dict[str, str] = {
     "voice_failed": "The speech service failed to speak that answer. Please try again.",
     "voice_too_long": "That answer is too long to speak in one piece.",
     "voice_invalid": "A voice request needs the answer's text in `text`.",
+    "timers_unavailable": "Timers and alarms are not available: PAM's NATS servers are too old (2.12 or later needed).",
     "timer_not_found": "There is no such timer or alarm (it may have been dismissed already).",
 }
 

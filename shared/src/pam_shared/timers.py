@@ -16,6 +16,7 @@ Dismissing a timer removes all three.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -28,9 +29,11 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg, StreamConfig
 from nats.js.errors import NotFoundError
 
-from pam_shared import jetstream
+from pam_shared import jetstream, logs
 from pam_shared.protocol import TimerExpired, now_iso
 from pam_shared.subjects import Subjects, user_token
+
+log = logging.getLogger("pam.timers")
 
 MAX_DURATION = timedelta(days=31)
 MAX_LABEL_CHARS = 100
@@ -66,6 +69,10 @@ class TimerRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class TimerError(ValueError):
     """A timer that cannot be set (a duration out of range, a time that does not parse)."""
+
+
+class TimersUnavailable(Exception):
+    """The NATS servers cannot schedule messages (older than 2.12): no timer can be kept."""
 
 
 timer_encoder = msgspec.json.Encoder()
@@ -138,6 +145,7 @@ class TimerStore:
         self.names = names
         self.stream = names.timers_stream
         self.root = f"{names.namespace}.timers"
+        self.available = True
 
     def subject(self, part: str, user_id: str, timer_id: str = "*") -> str:
         return f"{self.root}.{part}.{user_token(user_id)}.{timer_id}"
@@ -156,9 +164,18 @@ class TimerStore:
             num_replicas=replicas,
         )
         await jetstream.ensure_stream(self.js, config)
+        info = await self.js.stream_info(self.stream)
+        self.available = bool(info.config.allow_msg_schedules)  # older servers drop the field silently
+        if not self.available:
+            log.error(
+                "timers are off: the NATS servers do not schedule messages (nats-server 2.12 or later needed)",
+                extra={"marker": logs.ERROR},
+            )
 
     async def set(self, timer: Timer) -> None:
         """Schedule it; it is kept (and will go off) once this returns."""
+        if not self.available:
+            raise TimersUnavailable("the NATS servers cannot schedule messages (nats-server 2.12 or later needed)")
         headers = {
             "Nats-Schedule": f"@at {timer.due_at}",
             "Nats-Schedule-Target": self.subject("fired", timer.user_id, timer.timer_id),

@@ -15,7 +15,7 @@ from pam_shared.auth import AuthError, Identity, verify_token
 from pam_shared.errors import MESSAGES
 from pam_shared.protocol import encoder
 from pam_shared.settings import GatewaySettings
-from pam_shared.timers import TimerError, TimerStore, from_request, timer_request_decoder
+from pam_shared.timers import TimerError, TimerStore, TimersUnavailable, from_request, timer_request_decoder
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -54,7 +54,10 @@ class TimerRoutes:
             return _refusal(401, exc.code)
         except (msgspec.DecodeError, TimerError) as exc:
             return _refusal(400, "timer_invalid", str(exc))
-        await self.store.set(timer)
+        try:
+            await self.store.set(timer)
+        except TimersUnavailable as exc:
+            return _refusal(503, "timers_unavailable", str(exc))
         return Response(encoder.encode({"timer": timer}), status_code=201, media_type="application/json")
 
     async def cancel(self, request: Request) -> Response:

@@ -19,7 +19,7 @@ from pam_shared.alerts import AlertReceipt, AlertRequest, alert_request_decoder,
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import Priority, UiAction, encoder
 from pam_shared.subjects import Subjects
-from pam_shared.timers import Timer, TimerError, TimerStore
+from pam_shared.timers import Timer, TimerError, TimerStore, TimersUnavailable
 
 log = logging.getLogger("pam.orchestrator.effects")
 
@@ -60,7 +60,7 @@ class Effects:
                 continue
             try:
                 await self._carry_out(chat, str(tool), action.data)
-            except (msgspec.ValidationError, TimerError) as exc:
+            except (msgspec.ValidationError, TimerError, TimersUnavailable) as exc:
                 log.warning("tool %s not carried out: %s", tool, exc, extra={"marker": logs.ERROR})
 
     async def _carry_out(self, chat: ChatRequest, tool: str, args: dict[str, Any]) -> None:
