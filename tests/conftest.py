@@ -119,6 +119,7 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
         streams = (
             names.events_stream,
             names.frames_stream,
+            names.timers_stream,
             f"KV_{names.rate_bucket}",
             f"KV_{names.idempotency_bucket}",
             f"KV_{names.turns_bucket}",

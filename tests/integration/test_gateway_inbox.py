@@ -7,7 +7,7 @@ import json
 
 from nats.aio.client import Client
 from pam_gateway.dialect import SEED
-from pam_gateway.inbox import Inbox, KeptFrames
+from pam_gateway.inbox import PARKED_PUSHES, Inbox, KeptFrames
 from pam_shared import delivery
 from pam_shared.subjects import Subjects
 
@@ -52,8 +52,26 @@ async def test_copies_of_answers_go_only_to_a_resumed_socket_that_did_not_ask(nc
     for inbox in (asking, resumed):
         inbox.deliver_copy(frame(1), "101", "chat-1")  # a lasting frame of chat-1, from the user subject
         inbox.deliver_copy(frame(2), "102", None)  # a push
+    assert sent(asker) == []  # the push waits behind chat-1's answer
+    asking.answered("chat-1")
     assert sent(asker) == [(2, 102)]
     assert sent(other) == [(1, 101), (2, 102)]
+
+
+async def test_pushes_wait_until_every_pending_chat_has_ended_then_follow_in_order_bounded(nc, names):
+    out: list[str] = []
+    inbox = Inbox(USER, Out(out), SEED, KeptFrames(nc.jetstream(), names))
+    inbox.asked("chat-1")
+    inbox.asked("chat-2")
+    for n in range(PARKED_PUSHES + 2):
+        inbox.deliver_copy(frame(n), str(1000 + n), None)
+    inbox.deliver(frame(-1), "999")  # chat-1's end, from its reply subject
+    inbox.answered("chat-1")
+    assert sent(out) == [(-1, 999)]  # chat-2 still waits
+    inbox.answered("chat-2")
+    assert sent(out)[1:] == [(n, 1000 + n) for n in range(2, PARKED_PUSHES + 2)]  # the two oldest dropped
+    inbox.deliver_copy(frame(99), "2000", None)
+    assert sent(out)[-1] == (99, 2000)  # nothing pending: at once
 
 
 async def test_live_frames_wait_behind_a_replay_and_pending_answers_come_back(nc, names):

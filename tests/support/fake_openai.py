@@ -25,6 +25,11 @@ finish reason ``length``, as the real API's does.  Every
 request body it received is listed at ``GET /_requests``, so tests can check what
 the orchestrator sent (system prompt, history).
 
+It also plays the speech endpoint, ``POST /v1/audio/speech``: the audio is ``speech_wav``
+of the input (a WAV of 24 kHz 16-bit mono, one 10 ms frame per character, the input's bytes
+in its samples), so a test can tell which text was spoken; every speech request body is
+listed at ``GET /_speech``.
+
 Run: ``python tests/support/fake_openai.py [--port 0]``; it prints ``listening on PORT``.
 """
 
@@ -34,6 +39,7 @@ import argparse
 import asyncio
 import json
 import re
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -198,11 +204,39 @@ async def aborted_streams(request: Request) -> Response:
     return JSONResponse(aborted)
 
 
+spoken: list[dict] = []
+SPEECH_RATE = 24_000
+
+
+def speech_wav(text: str) -> bytes:
+    """What the fake says for ``text``: a WAV of one 10 ms frame per character, text inside."""
+    data = text.encode().ljust(len(text) * SPEECH_RATE // 100 * 2, b"\0")
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+    header += struct.pack("<IHHIIHH", 16, 1, 1, SPEECH_RATE, SPEECH_RATE * 2, 2, 16)
+    return header + b"data" + struct.pack("<I", len(data)) + data
+
+
+async def speech(request: Request) -> Response:
+    body = await request.json()
+    spoken.append(body)
+    if outage.get("status"):
+        return JSONResponse({"error": {"message": "outage"}}, status_code=int(outage["status"]))
+    if body.get("response_format") != "wav":
+        return JSONResponse({"error": {"message": "the fake speaks wav only"}}, status_code=400)
+    return Response(speech_wav(body["input"]), media_type="audio/wav")
+
+
+async def speech_seen(request: Request) -> Response:
+    return JSONResponse(spoken)
+
+
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", completions, methods=["POST"]),
         Route("/_requests", requests_seen),
         Route("/_aborted", aborted_streams),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
+        Route("/_speech", speech_seen),
     ]
 )
 

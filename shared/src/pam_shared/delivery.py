@@ -116,8 +116,12 @@ async def oldest_event_id(js: JetStreamContext, names: Subjects) -> int:
     return info.state.first_seq
 
 
-async def push(nc: Client, names: Subjects, user_id: str, frame: bytes) -> int:
-    """Send a server frame to every socket ``user_id`` has open, resumable like an answer."""
-    event_id = await store(nc.jetstream(), names, user_id, frame)
+async def push(nc: Client, names: Subjects, user_id: str, frame: bytes, once: str | None = None) -> int:
+    """Send a server frame to every socket ``user_id`` has open, resumable like an answer.
+    Pushes with the same ``once`` key are kept once (within JetStream's duplicate window), so a
+    push sent again after a crash keeps its event id and sockets drop the repeat."""
+    headers = {"Nats-Msg-Id": once} if once else None
+    ack = await jetstream.publish(nc.jetstream(), names.frames(user_id), frame, headers)
+    event_id = ack.seq
     await nc.publish(names.user(user_id), frame, headers={EVENT_ID_HEADER: str(event_id)})
     return event_id

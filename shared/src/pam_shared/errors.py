@@ -40,6 +40,13 @@ ErrorCode = Literal[
     "busy",
     "nothing_to_cancel",
     "not_in_conversation",
+    "timer_invalid",
+    "timer_not_found",
+    "timers_unavailable",
+    "voice_unavailable",
+    "voice_failed",
+    "voice_too_long",
+    "voice_invalid",
 ]
 
 
@@ -84,6 +91,17 @@ ERRORS: dict[ErrorCode, Problem] = {
     "not_in_conversation": Problem(
         "That message is not in the conversation going on, so it cannot be answered again or edited.", 404
     ),
+    "timer_invalid": Problem("That timer or alarm cannot be set: check its duration, time, date and time zone.", 400),
+    "timer_not_found": Problem("There is no such timer or alarm (it may have been dismissed already).", 404),
+    "timers_unavailable": Problem(
+        "Timers and alarms are not available: PAM's NATS servers are too old (2.12 or later needed).", 503
+    ),
+    "voice_unavailable": Problem(
+        "Spoken answers are not available: PAM has no speech model key (OPENAI_API_KEY).", 503
+    ),
+    "voice_failed": Problem("The speech service failed to speak that answer. Please try again.", 502),
+    "voice_too_long": Problem("That answer is too long to speak in one piece.", 413),
+    "voice_invalid": Problem("A voice request needs the answer's text in `text`.", 400),
 }
 
 if missing := set(get_args(ErrorCode)) ^ ERRORS.keys():  # a code without words, or words without a code

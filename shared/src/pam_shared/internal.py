@@ -81,3 +81,23 @@ class CancelReply(msgspec.Struct):
 cancel_encoder = msgspec.json.Encoder()
 cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 cancel_reply_decoder = msgspec.json.Decoder(CancelReply)
+
+
+class SpeechRequest(msgspec.Struct):
+    """Gateway -> orchestrator: speak ``text`` (already bounded and cleaned) in ``voice``
+    (None: the configured one) at ``speed`` (OpenAI's 0.25-4)."""
+
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+
+
+SPEECH_ERROR_HEADER = "Pam-Error"
+"""On a speech reply that carries no audio: the error code."""
+SPEECH_DURATION_HEADER = "Pam-Duration"
+"""On a speech reply: the audio's length in seconds."""
+SPEECH_CACHED_HEADER = "Pam-Cached"
+"""On a speech reply: ``1`` when the audio was made earlier for the same text and voice."""
+
+speech_request_encoder = msgspec.json.Encoder()
+speech_request_decoder = msgspec.json.Decoder(SpeechRequest)

@@ -260,7 +260,58 @@ class Cancelled(msgspec.Struct, tag_field="type", tag="cancelled"):
     status: Literal["stopped", "dequeued"]
 
 
-ServerFrame = Connection | ChatChunk | ChatResponse | UiActions | ActionResponse | Error | Pong | Queued | Cancelled
+Priority = Literal["low", "medium", "high", "urgent"]
+
+
+class AlertAction(msgspec.Struct):
+    """A button on an alert: ``label`` is shown, ``action`` says what it does (a page to open,
+    say, with ``data``)."""
+
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    action: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    data: Any = None
+
+
+class ProactiveAlert(msgspec.Struct, tag_field="type", tag="proactive_alert"):
+    """Something PAM noticed without being asked (fuel, weather, budget, safety): a push to
+    every socket of the user, kept for resume; never sent in the middle of an answer."""
+
+    alert_id: str
+    category: Label
+    priority: Priority
+    message: str
+    timestamp: str
+    alert_type: Label = ""
+    actions: list[AlertAction] = []
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
+
+
+class TimerExpired(msgspec.Struct, tag_field="type", tag="timer_expired"):
+    """A timer (``kind: timer``) or an alarm (``kind: alarm``) the user set has gone off: a push
+    to every socket of the user, kept for resume; ``due_at`` is when it was set to go off (UTC)."""
+
+    timer_id: str
+    kind: Literal["timer", "alarm"]
+    label: str
+    message: str
+    due_at: str
+    timestamp: str
+    event_id: int | msgspec.UnsetType = msgspec.UNSET  # set by the gateway on kept frames
+
+
+ServerFrame = (
+    Connection
+    | ChatChunk
+    | ChatResponse
+    | UiActions
+    | ActionResponse
+    | Error
+    | Pong
+    | Queued
+    | Cancelled
+    | ProactiveAlert
+    | TimerExpired
+)
 
 CLIENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ClientFrame.__args__)
 SERVER_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in ServerFrame.__args__)

@@ -145,6 +145,30 @@ answer that was still streaming when the socket dropped arrives whole. If frames
 Any service can push a server frame to a user by publishing it on `<namespace>.user.<user_id>`;
 every socket that user has open, on every gateway, receives it (`pam_shared.delivery.push`
 also keeps it for resume).
+
+## Pushes: alerts and timers
+
+A push is a frame no chat asked for: `proactive_alert` and `timer_expired`. It reaches every
+socket of the user, but never in the middle of an answer: while a chat of that socket waits,
+pushes wait (up to 32, in order; past that the oldest is dropped) and follow right after the
+answer's `chat_response` or `error`.
+
+- **Alerts.** Any service raises one with a NATS request to `<namespace>.alerts` carrying an
+  `AlertRequest` (`pam_shared.alerts`: `user_id`, `category`, `message` up to 1000 characters,
+  `priority` `low`/`medium`/`high`/`urgent`, up to four `actions`, `alert_type`); an
+  orchestrator keeps and pushes it and answers `{"event_id", "alert_id"}`, or `{"error"}` for
+  a malformed one. The model raises one with its `raise_alert` tool during a chat.
+- **Timers and alarms.** The model's tools `set_timer` (`duration_seconds`), `set_alarm`
+  (`time` HH:MM or HH:MM:SS in the user's time zone from the chat's context, optional `date`),
+  `cancel_timer` and `list_timers` (the list arrives as a low-priority `proactive_alert`,
+  category `timers`), or REST: `GET /api/v1/pam/timers` (the ones still due), `POST
+  /api/v1/pam/timers` with `{"duration_seconds", "label"}` or `{"time", "date", "timezone",
+  "label"}` (201; 400 `timer_invalid`), `DELETE /api/v1/pam/timers/{timer_id}` (404
+  `timer_not_found`), each with `Authorization: Bearer JWT`. Timers are JetStream message
+  schedules: they go off through restarts of every service and the loss of a NATS node. At
+  its time every socket of the user gets `timer_expired`; if none was open, the next socket
+  the user opens gets it after its welcome. `POST /api/v1/pam/internal/dismiss-timer` with
+  `timer_id` (or `id`) in a JSON body or the query string forgets it (404 when unknown).
 """
 
 WHEELS_INTRO = """## The WHEELS WINS dialect
@@ -201,7 +225,9 @@ def render() -> str:
     parts.append("## Server → client frames\n")
     parts += [_frame(components[t.__name__]) for t in ServerFrame.__args__]
     parts.append("## Nested types\n")
-    parts += [_frame(components[name]) for name in ("ChatContext", "UserLocation", "SessionData", "UiAction")]
+    parts += [
+        _frame(components[name]) for name in ("ChatContext", "UserLocation", "SessionData", "UiAction", "AlertAction")
+    ]
     errors: list[tuple[str, ...]] = [(f"`{c}`", str(p.status), p.message) for c, p in ERRORS.items()]
     parts.append(_table("Error codes", ("code", "HTTP status (REST)", "message"), errors))
     parts.append(ERRORS_OUTRO)
@@ -219,6 +245,7 @@ def _wheels() -> str:
     parts += [_frame(components[t.__name__], "####") for t in client]
     parts.append("### Server → client\n")
     parts += [_frame(components[t.__name__], "####") for t in server]
+    parts.append(_frame(components["WheelsAlertContent"], "####"))
     parts.append("### REST\n")
     parts += [_frame(components[t.__name__], "####") for t in rest]
     return "\n".join(parts)

@@ -132,6 +132,27 @@ class _EndpointSpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
 
 
+SPEECH_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+"""OpenAI's speech voices: a client's voice name among them is used, any other is ignored."""
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Spoken answers (``POST /api/v1/pam/voice``): the gateway's limits, the orchestrator's model."""
+
+    per_ip_per_minute: int
+    per_user_per_minute: int
+    max_chars: int
+    timeout_seconds: float
+    model: str
+    voice: str
+    cache_seconds: float
+    cache_bytes: int
+    base_url: str | None
+    api_key: str = field(repr=False)
+    """Empty: no speech (requests get ``voice_unavailable``)."""
+
+
 @dataclass(frozen=True)
 class BudgetSettings:
     """Tokens each user may spend per UTC day and per UTC month; 0 is unlimited."""
@@ -165,6 +186,7 @@ class GatewaySettings(Settings):
     token_warning_seconds: float
     shutdown_grace_seconds: float
     resume_window_seconds: float
+    speech: SpeechSettings
 
 
 @dataclass(frozen=True)
@@ -178,6 +200,7 @@ class OrchestratorSettings(Settings):
     history_turns: int
     conversation_idle_minutes: float
     resume_window_seconds: float
+    speech: SpeechSettings
 
 
 @dataclass(frozen=True)
@@ -259,6 +282,7 @@ def load_gateway_settings(env: Mapping[str, str] | None = None) -> GatewaySettin
         token_warning_seconds=read.number("PAM_TOKEN_WARNING_SECONDS", 60.0, low=0),
         shutdown_grace_seconds=read.number("PAM_SHUTDOWN_GRACE_SECONDS", 10.0, low=0),
         resume_window_seconds=_resume_window(read),
+        speech=load_speech_settings(env),
     )
 
 
@@ -277,6 +301,7 @@ def load_orchestrator_settings(env: Mapping[str, str] | None = None) -> Orchestr
         history_turns=int(read.number("PAM_HISTORY_TURNS", 10, low=0, high=100)),
         conversation_idle_minutes=_idle_minutes(read),
         resume_window_seconds=_resume_window(read),
+        speech=load_speech_settings(env),
     )
 
 
@@ -299,6 +324,23 @@ def load_model_settings(env: Mapping[str, str] | None = None) -> ModelSettings:
         answer_deadline_seconds=read.number("PAM_ANSWER_DEADLINE_SECONDS", 60.0, low=0.1),
         breaker_failures=int(read.number("PAM_BREAKER_FAILURES", 3, low=1, high=100)),
         breaker_cooldown_seconds=read.number("PAM_BREAKER_COOLDOWN_SECONDS", 30.0, low=0.1, high=3600),
+    )
+
+
+def load_speech_settings(env: Mapping[str, str] | None = None) -> SpeechSettings:
+    """Speech is OpenAI's (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``), whatever answers chats."""
+    read = _Reader(os.environ if env is None else env)
+    return SpeechSettings(
+        per_ip_per_minute=int(read.number("PAM_VOICE_PER_IP_PER_MINUTE", 30, low=1)),
+        per_user_per_minute=int(read.number("PAM_VOICE_PER_USER_PER_MINUTE", 30, low=1)),
+        max_chars=int(read.number("PAM_VOICE_MAX_CHARS", 1500, low=1, high=4096)),
+        timeout_seconds=read.number("PAM_VOICE_TIMEOUT_SECONDS", 30.0, low=0.1),
+        model=read.text("PAM_VOICE_MODEL", "gpt-4o-mini-tts"),
+        voice=read.choice("PAM_VOICE", SPEECH_VOICES, "nova"),
+        cache_seconds=read.number("PAM_VOICE_CACHE_SECONDS", 3600.0, low=1),
+        cache_bytes=int(read.number("PAM_VOICE_CACHE_BYTES", 64 * 1024 * 1024, low=1024 * 1024)),
+        base_url=read.optional_url("OPENAI_BASE_URL", ("http", "https")),
+        api_key=read.env.get("OPENAI_API_KEY", "").strip(),
     )
 
 

@@ -89,6 +89,11 @@ class Subjects:
         return f"{self.namespace.upper().replace('-', '_')}_FRAMES"
 
     @property
+    def timers_stream(self) -> str:
+        """Timers and alarms as message schedules (``pam_shared.timers``)."""
+        return f"{self.namespace.upper().replace('-', '_')}_TIMERS"
+
+    @property
     def rate_bucket(self) -> str:
         """The key-value bucket where gateways share per-user message counts."""
         return f"{self.namespace.upper().replace('-', '_')}_RATES"
@@ -145,6 +150,22 @@ class Subjects:
     def persistence_consumer(self) -> str:
         """The durable pull consumer on the events stream that every persistence instance shares."""
         return "persistence"
+
+    @property
+    def speech(self) -> str:
+        """Request-reply: an answer's text to speak, answered with the audio by an orchestrator."""
+        return f"{self.namespace}.speech"
+
+    @property
+    def speech_bucket(self) -> str:
+        """The key-value bucket where orchestrators keep audio already made (identical text and voice)."""
+        return f"{self.namespace.upper().replace('-', '_')}_SPEECH"
+
+    @property
+    def alerts(self) -> str:
+        """Request-reply: any service raises a proactive alert here (``pam_shared.alerts``);
+        orchestrators take each one as a queue group."""
+        return f"{self.namespace}.alerts"
 
     @property
     def debug_control(self) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pam_shared.protocol import ChatContext, Truncation, UiAction
+from pam_shared.protocol import AlertAction, ChatContext, Priority, Truncation, UiAction
 
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
 Stamp = str | int | float | None
@@ -153,6 +153,41 @@ class WheelsActions(msgspec.Struct, tag_field="type", tag="ui_actions"):
     event_id: int | None = None
 
 
+class WheelsTimerExpired(msgspec.Struct, tag_field="type", tag="timer_expired"):
+    """A timer or alarm went off (``handleTimerExpired``: a notification, a beep, a toast whose
+    Dismiss posts ``timer_id`` to ``/api/v1/pam/internal/dismiss-timer``).  It has a
+    ``message``: the gateway never sends it while a chat waits, only right after its answer."""
+
+    timer_id: str
+    timer_type: Literal["timer", "alarm"]
+    label: str
+    message: str
+    scheduled_time: str
+    timestamp: str
+    event_id: int | None = None
+
+
+class WheelsAlertContent(msgspec.Struct):
+    """A ``proactive_alert``'s body, as ``handleProactiveAlert`` reads it."""
+
+    category: str
+    message: str
+    priority: Priority
+    actions: list[AlertAction]
+    alert_type: str
+    type: str = "proactive_alert"
+
+
+class WheelsProactiveAlert(msgspec.Struct, tag_field="type", tag="proactive_alert"):
+    """An alert (``handleProactiveAlert``: a toast by priority, with its action buttons).  It has
+    a ``content``: like a timer, it waits while a chat does."""
+
+    id: str
+    timestamp: str
+    content: WheelsAlertContent
+    event_id: int | None = None
+
+
 SERVER_FRAMES = (
     WheelsWelcome,
     WheelsAnswer,
@@ -162,6 +197,8 @@ SERVER_FRAMES = (
     WheelsNotice,
     WheelsStatus,
     WheelsActions,
+    WheelsTimerExpired,
+    WheelsProactiveAlert,
 )
 
 
@@ -198,3 +235,31 @@ class RestChatResponse(msgspec.Struct):
 
 wheels_decoder = msgspec.json.Decoder(WheelsClientFrame)
 rest_chat_decoder = msgspec.json.Decoder(RestChatRequest)
+
+
+class VoiceRequest(msgspec.Struct):
+    """``POST /api/v1/pam/voice`` as ``voiceService.ts`` sends it: the answer's text (with Nari
+    Dia's ``[S1] (excited)`` cues, which are dropped), ``speed_factor``, and Dia's own knobs
+    (``temperature``, ``cfg_scale``, ``max_new_tokens``: accepted, ignored).  ``voice``: one of
+    OpenAI's voice names, else the configured ``PAM_VOICE``."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    voice: str | None = None
+    speed_factor: float | None = None
+    temperature: float | None = None
+    cfg_scale: float | None = None
+    max_new_tokens: int | None = None
+
+
+class VoiceResponse(msgspec.Struct):
+    """What the client plays: ``audio`` is the WAV file's bytes as numbers (``new
+    Uint8Array(data.audio)``); ``truncated`` when the text was cut at ``PAM_VOICE_MAX_CHARS``."""
+
+    audio: list[int]
+    duration: float
+    cached: bool
+    format: str = "wav"
+    truncated: bool = False
+
+
+voice_request_decoder = msgspec.json.Decoder(VoiceRequest)

@@ -14,6 +14,8 @@ from pam_gateway import origins, page, read_api, rest_chat
 from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 from pam_gateway.rest_chat import RestChat
+from pam_gateway.timer_routes import TimerRoutes
+from pam_gateway.voice import Voice
 from pam_gateway.wheels import WheelsDialect
 
 
@@ -21,6 +23,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
     gateway = Gateway(settings)
     health = Health(gateway)
     rest = RestChat(gateway.nc, settings, gateway.path, gateway.kept)
+    voice = Voice(gateway.nc, settings, gateway.voice_per_ip, gateway.voice_per_user)
 
     async def user_socket(websocket: WebSocket) -> None:
         await gateway.sockets.serve(websocket, websocket.path_params["user_id"])
@@ -48,12 +51,15 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/api/v1/pam/chat", rest.chat, methods=["POST"]),
         Route("/api/v1/pam-simple/chat", rest.chat, methods=["POST"]),
         Route("/api/v1/chats/{message_id}/cancel", rest.cancel, methods=["POST"]),
+        Route("/api/v1/pam/voice", voice.speak, methods=["POST"]),
+        Route("/api/v1/pam-simple/voice", voice.speak, methods=["POST"]),
         Route("/api/v1/pam/health", rest_chat.health),
         Route("/api/v1/pam-simple/health", rest_chat.health),
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed),
         Route("/api/health/ready", health.readiness),
         *read_api.routes(gateway.nc, settings, gateway.budgets),
+        *TimerRoutes(settings, gateway.timers).routes(),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),
     ]

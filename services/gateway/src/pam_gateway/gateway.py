@@ -22,11 +22,13 @@ from pam_shared.budget import Budgets
 from pam_shared.journal import Journal
 from pam_shared.protocol import SERVICE_RESTART, Connection, now_iso
 from pam_shared.settings import GatewaySettings
+from pam_shared.timers import TimerStore
 
 from pam_gateway.chats import ChatPath
 from pam_gateway.dialect import Dialect
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
+from pam_gateway.missed import MissedTimers
 from pam_gateway.outbox import Outbox
 from pam_gateway.pushes import Pushes
 from pam_gateway.quota import UserQuota
@@ -52,7 +54,12 @@ class Gateway:
         self.relay = Relay(self.nc, names, settings.instance_id, settings.reply_timeout_seconds, self.kept, self.tasks)
         self.journal = Journal.for_service(self.nc, settings, settings.journal, "gateway")
         self.quota = UserQuota(self.nc.jetstream(), names.rate_bucket, settings.user_messages_per_minute)
-        self.pushes = Pushes(self.nc, names, self.registry.inboxes_of)
+        self.timers = TimerStore(self.nc.jetstream(), names)
+        self.missed = MissedTimers(self.timers)
+        self.pushes = Pushes(self.nc, names, self.registry.inboxes_of, self.timers)
+        speech = settings.speech
+        self.voice_per_ip = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_ip_per_minute)
+        self.voice_per_user = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_user_per_minute)
         self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
         self.budgets = Budgets(self.nc.jetstream(), names.budget_bucket, settings.budget)
         self.path = ChatPath(self.quota, self.budgets, self.keys, self.journal, self.relay)
@@ -62,6 +69,8 @@ class Gateway:
 
     def _open_session(self, identity: Identity, client_ip: str, outbox: Outbox, dialect: Dialect) -> Session:
         inbox = Inbox(identity.user_id, outbox, dialect, self.kept)
+        if not identity.demo:  # runs once the socket has sent its welcome (no await before it)
+            self.missed.connected(inbox)
         return Session(identity, client_ip, outbox, dialect, inbox, self.path, self.settings)
 
     async def start(self) -> None:
@@ -69,9 +78,11 @@ class Gateway:
         await bus.connect(settings.nats, f"pam-gateway-{settings.instance_id}", self.nc)
         replicas = await jetstream.replicas(self.nc, names, settings.nats.replicas)
         await delivery.ensure_frames_stream(self.nc.jetstream(), names, settings.resume_window_seconds, replicas)
+        await self.timers.ensure(replicas)
         await self.relay.start()
         await self.journal.start(replicas)
-        await self.quota.start(replicas)
+        for quota in (self.quota, self.voice_per_ip, self.voice_per_user):
+            await quota.start(replicas)
         await self.keys.start(replicas)
         await self.budgets.start(replicas)
         await self.pushes.start()
@@ -85,7 +96,7 @@ class Gateway:
             await self._service.stop()
         if self._debug_switch is not None:
             await self._debug_switch.unsubscribe()
-        for part in (self.pushes, self.quota, self.relay):
+        for part in (self.pushes, self.quota, self.relay, self.missed):
             await part.stop()
         await self.tasks.stop()
         await self.journal.close()

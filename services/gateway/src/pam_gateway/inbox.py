@@ -9,11 +9,16 @@ hears them; pushes arrive only that way.  The rule, all of it here:
   in a replay);
 - a copy of an answer's frame is for a socket that resumed and did not ask that chat (the
   socket that took over from a lost one); the asker has it from the reply subject;
-- while a resume replays kept frames, live frames wait behind it, so order holds.
+- while a resume replays kept frames, live frames wait behind it, so order holds;
+- while a chat of this socket waits for its answer, pushes wait too (at most
+  ``PARKED_PUSHES``, in order) and follow right after that answer's end: the shipped client
+  takes any frame with ``message``/``content`` as the answer, and a ``timer_expired`` or a
+  ``proactive_alert`` has one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Collection
 from typing import Protocol
@@ -25,6 +30,8 @@ from pam_shared.subjects import Subjects
 
 from pam_gateway.dialect import Dialect
 
+log = logging.getLogger("pam.gateway.inbox")
+
 
 class Sendable(Protocol):
     def put(self, text: str) -> None: ...
@@ -32,11 +39,13 @@ class Sendable(Protocol):
 
 RECENT_EVENT_IDS = 64
 """Event ids remembered per socket: enough to cover one resume's overlap with live frames."""
+PARKED_PUSHES = 32
+"""Pushes held per socket while its chat waits; past that the oldest is dropped (and logged)."""
 
 
 class Inbox:
     # Slots, and containers made only when first needed: thousands of idle sockets add up.
-    __slots__ = ("user_id", "_outbox", "_dialect", "_kept", "_asked", "_resumed", "_recent_ids", "_held")
+    __slots__ = ("user_id", "_outbox", "_dialect", "_kept", "_asked", "_resumed", "_recent_ids", "_held", "_parked")
 
     def __init__(self, user_id: str, outbox: Sendable, dialect: Dialect, kept: KeptFrames) -> None:
         self.user_id = user_id
@@ -47,6 +56,7 @@ class Inbox:
         self._resumed = False
         self._recent_ids: deque[str] | None = None
         self._held: list[tuple[bytes, str | None]] | None = None
+        self._parked: deque[tuple[bytes, str | None]] | None = None
 
     def asked(self, chat_id: str) -> None:
         """This socket is waiting for the answer to ``chat_id``."""
@@ -55,8 +65,14 @@ class Inbox:
         self._asked.add(chat_id)
 
     def answered(self, chat_id: str) -> None:
+        """The answer to ``chat_id`` has been delivered (its end, or its refusal): pushes
+        held behind it go out now, unless another chat of this socket still waits."""
         if self._asked is not None:
             self._asked.discard(chat_id)
+        if self._parked and not self._asked:
+            parked, self._parked = self._parked, None
+            for frame, event_id in parked:
+                self.deliver(frame, event_id)
 
     def deliver(self, frame: bytes, event_id: str | None) -> None:
         """Forward an encoded frame, stamped with its event id, once."""
@@ -76,7 +92,18 @@ class Inbox:
         """A frame from the user's subject: a push, or a lasting frame of some answer."""
         if chat_id is not None and (not self._resumed or (self._asked is not None and chat_id in self._asked)):
             return
+        if chat_id is None and self._asked:
+            self._park(frame, event_id)
+            return
         self.deliver(frame, event_id)
+
+    def _park(self, frame: bytes, event_id: str | None) -> None:
+        if self._parked is None:
+            self._parked = deque()
+        elif len(self._parked) >= PARKED_PUSHES:
+            dropped = self._parked.popleft()[1]
+            log.warning("push %s dropped: %d pushes already wait behind an answer", dropped, PARKED_PUSHES)
+        self._parked.append((frame, event_id))
 
     async def resume(self, after: int, pending: Collection[str], gap: Callable[[int], None]) -> int:
         """Replay every kept frame after event ``after``, and the kept answers to the chats

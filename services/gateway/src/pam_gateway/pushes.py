@@ -16,8 +16,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pam_shared import logs
-from pam_shared.protocol import server_decoder
+from pam_shared.protocol import TimerExpired, server_decoder
 from pam_shared.subjects import CHAT_ID_HEADER, EVENT_ID_HEADER, Subjects
+from pam_shared.timers import TimerStore
 
 from pam_gateway.inbox import Inbox
 
@@ -25,8 +26,11 @@ log = logging.getLogger("pam.gateway.pushes")
 
 
 class Pushes:
-    def __init__(self, nc: Client, names: Subjects, inboxes_of: Callable[[str], Iterable[Inbox]]) -> None:
+    def __init__(
+        self, nc: Client, names: Subjects, inboxes_of: Callable[[str], Iterable[Inbox]], timers: TimerStore
+    ) -> None:
         self.nc = nc
+        self.timers = timers
         self.names = names
         self.inboxes_of = inboxes_of
         self._prefix_len = len(names.user_wildcard) - 1  # "<ns>.user."
@@ -44,7 +48,7 @@ class Pushes:
         if not inboxes:
             return
         try:
-            server_decoder.decode(msg.data)
+            frame = server_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.warning("dropped a push that is not a server frame: %s", exc, extra={"marker": logs.ERROR})
             return
@@ -52,3 +56,8 @@ class Pushes:
         event_id, chat_id = headers.get(EVENT_ID_HEADER), headers.get(CHAT_ID_HEADER)
         for inbox in inboxes:
             inbox.deliver_copy(msg.data, event_id, chat_id)
+        if isinstance(frame, TimerExpired):
+            try:
+                await self.timers.shown(inboxes[0].user_id, frame.timer_id)
+            except Exception as exc:  # then it is delivered once more on the next connect: no loss
+                log.warning("timer %s not marked shown: %s", frame.timer_id, exc)

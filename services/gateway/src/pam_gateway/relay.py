@@ -139,16 +139,19 @@ class Relay:
             kind = headers.get(subjects.REPLY_KIND_HEADER)
             if kind == subjects.REPLY_PROGRESS:
                 return
-            if kind == subjects.REPLY_END:
+            ended = kind == subjects.REPLY_END
+            if ended:
                 self._forget(reply_id)
                 metrics.answer.observe(pending.last_seen - pending.started)
             event_id = headers.get(subjects.EVENT_ID_HEADER)
         else:
-            event_id = None
+            ended, event_id = False, None
         if not pending.streamed:
             pending.streamed = True
             metrics.first_chunk.observe(pending.last_seen - pending.started)
         pending.recipient.deliver(msg.data, event_id)
+        if ended:
+            pending.recipient.answered(pending.chat_id)
 
     async def _kept_end(self, reply_id: str) -> bool:
         """A worker that died right after keeping its answer's end: deliver that end instead."""
@@ -159,12 +162,13 @@ class Relay:
         self._forget(reply_id)
         for frame, event_id in kept:
             pending.recipient.deliver(frame, event_id)
+        pending.recipient.answered(pending.chat_id)
         log.info("chat %s: worker gone, its kept end delivered", pending.chat_id, extra={"marker": logs.RECONNECT})
         return True
 
     def _forget(self, reply_id: str) -> Pending:
+        """Stop waiting on ``reply_id``; the caller tells the recipient once the end is delivered."""
         pending = self.pending.pop(reply_id)
-        pending.recipient.answered(pending.chat_id)
         if not self.pending:
             self.idle.set()
         return pending
@@ -177,6 +181,7 @@ class Relay:
         user_id = pending.recipient.user_id
         event_id = await delivery.keep_answer_frame(self.nc, self.names, user_id, pending.chat_id, frame)
         pending.recipient.deliver(frame, event_id)
+        pending.recipient.answered(pending.chat_id)
         trace_id = tracing.trace_id_of(pending.traceparent)
         log.warning("chat %s failed: %s", pending.chat_id, code, extra={"marker": logs.ERROR, "trace_id": trace_id})
 
@@ -201,8 +206,7 @@ class Relay:
         trace_id = tracing.trace_id_of(pending.traceparent)
         extra = {"marker": logs.RECONNECT, "trace_id": trace_id}
         log.warning("chat %s: worker silent, retrying on another", pending.chat_id, extra=extra)
-        self._forget(reply_id)
-        pending.recipient.asked(pending.chat_id)
+        self._forget(reply_id)  # still asked: the retry answers it
         restart, pending.streamed = pending.streamed, False
         pending.retried, pending.last_seen = True, time.monotonic()
         await self._publish(pending, restart)

@@ -171,17 +171,29 @@ class Session:
         await self._chat(chat, branch)
 
     async def _chat(self, chat: Chat, branch: Branch | None = None) -> None:
+        chat_id = uuid.uuid4().hex
+        self.inbox.asked(chat_id)  # the client waits from now on: pushes wait behind its answer
+        try:
+            if not await self._admitted(chat):
+                self.inbox.answered(chat_id)
+                return
+            if self.dialect.resends_over_rest:  # so the re-send finds this answer
+                await self.path.resent(self.identity, self.dialect.client_message_id(chat), chat.message, chat_id)
+            await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id, branch)
+        except BaseException:
+            self.inbox.answered(chat_id)
+            raise
+
+    async def _admitted(self, chat: Chat) -> bool:
+        """Whether the chat is this user's and within their limits; if not, its refusal is sent."""
         if chat.user_id is not None and not self.identity.owns(chat.user_id):
             self.send_error("user_mismatch", reply_to=chat.message_id)
-            return
+            return False
         refused = await self.path.admit(self.identity, self.client_ip)
         if refused is not None:
             self.send_error(refused.code, refused.details, chat.message_id)
-            return
-        chat_id = uuid.uuid4().hex
-        if self.dialect.resends_over_rest:  # so the re-send finds this answer
-            await self.path.resent(self.identity, self.dialect.client_message_id(chat), chat.message, chat_id)
-        await self.path.submit(self.identity, self.id, chat, self.inbox, chat_id, branch)
+            return False
+        return True
 
     async def _cancel(self, message_id: str) -> None:
         """Stop one of this user's answers, from whichever socket or gateway it runs."""

@@ -23,7 +23,9 @@ from pam_shared.protocol import (
     Error,
     Ping,
     Pong,
+    ProactiveAlert,
     Queued,
+    TimerExpired,
     UiAction,
     UiActions,
     encoder,
@@ -33,6 +35,7 @@ from pam_shared.protocol import (
 from pam_shared.wheels import (
     Stamp,
     WheelsActions,
+    WheelsAlertContent,
     WheelsAnswer,
     WheelsAuth,
     WheelsChat,
@@ -42,7 +45,9 @@ from pam_shared.wheels import (
     WheelsNotice,
     WheelsPing,
     WheelsPong,
+    WheelsProactiveAlert,
     WheelsStatus,
+    WheelsTimerExpired,
     WheelsWelcome,
     wheels_decoder,
 )
@@ -119,6 +124,10 @@ class WheelsDialect:
             return WheelsPong(timestamp=self._ping_stamp)
         if isinstance(frame, Queued):
             return None  # the shipped client has no queue to show; the answer follows as usual
+        if isinstance(frame, TimerExpired):
+            return _timer_expired(frame)
+        if isinstance(frame, ProactiveAlert):
+            return _alert(frame)
         return frame if isinstance(frame, msgspec.Struct) else None
 
     def _connection(self, frame: Connection) -> msgspec.Struct:
@@ -192,3 +201,28 @@ def _filled(context: ChatContext, standing: ChatContext) -> ChatContext:
         if not getattr(context, name) and getattr(standing, name)
     }
     return msgspec.structs.replace(context, **gaps) if gaps else context
+
+
+def _timer_expired(frame: TimerExpired) -> WheelsTimerExpired:
+    return WheelsTimerExpired(
+        timer_id=frame.timer_id,
+        timer_type=frame.kind,
+        label=frame.label,
+        message=frame.message,
+        scheduled_time=frame.due_at,
+        timestamp=frame.timestamp,
+        event_id=frame.event_id or None,
+    )
+
+
+def _alert(frame: ProactiveAlert) -> WheelsProactiveAlert:
+    content = WheelsAlertContent(
+        category=frame.category,
+        message=frame.message,
+        priority=frame.priority,
+        actions=frame.actions,
+        alert_type=frame.alert_type or frame.category,
+    )
+    return WheelsProactiveAlert(
+        id=frame.alert_id, timestamp=frame.timestamp, content=content, event_id=frame.event_id or None
+    )

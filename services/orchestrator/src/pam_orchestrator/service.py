@@ -14,6 +14,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service
 from pam_shared import __version__, bus, debugging, delivery, jetstream, logs, subjects, tracing
+from pam_shared.background import Tasks
 from pam_shared.budget import Budgets
 from pam_shared.discovery import ServiceData
 from pam_shared.errors import error_frame
@@ -21,16 +22,20 @@ from pam_shared.internal import ChatRequest, Turn, chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.protocol import encoder
 from pam_shared.settings import OrchestratorSettings
+from pam_shared.timers import TimerStore
 
 from pam_orchestrator import metrics, prompt
 from pam_orchestrator.answer import Outcome, answer
+from pam_orchestrator.bell import Bell
 from pam_orchestrator.control import Control
+from pam_orchestrator.effects import Effects
 from pam_orchestrator.engine import Engine, Usage
 from pam_orchestrator.inflight import Answering
 from pam_orchestrator.llm import OpenAIEngine
 from pam_orchestrator.offline import OfflineEngine
 from pam_orchestrator.records import answer_events
 from pam_orchestrator.replies import END, Keeper, ReplyStream
+from pam_orchestrator.speech import Speech
 from pam_orchestrator.spend import usage_spent
 from pam_orchestrator.turns import Recall, RecentTurns
 
@@ -51,6 +56,9 @@ class Orchestrator:
         self.turns: RecentTurns | None = None
         self.budgets: Budgets | None = None
         self.control: Control | None = None
+        self.effects: Effects | None = None
+        self.speech: Speech | None = None
+        self.tasks = Tasks()
 
     def engine_for(self, request: ChatRequest) -> Engine:
         return self.offline if request.demo or self.llm is None else self.llm
@@ -68,6 +76,12 @@ class Orchestrator:
         self.budgets = Budgets(self.nc.jetstream(), self.names.budget_bucket, self.settings.budget)
         await self.budgets.start(replicas)
         self.debug_switch = await debugging.listen(self.nc, self.names)
+        timer_store = TimerStore(self.nc.jetstream(), self.names)
+        await timer_store.ensure(replicas)
+        self.effects = Effects(self.nc, self.names, timer_store)
+        await Bell(self.nc, self.names, timer_store, self.tasks).start()
+        self.speech = Speech(self.nc, self.names, self.settings.speech)
+        await self.speech.start(replicas)
         self.service = await add_service(
             self.nc,
             name=self.names.orchestrator_service,
@@ -86,6 +100,19 @@ class Orchestrator:
         deadline, heartbeat = models.answer_deadline_seconds, self.settings.progress_interval_seconds
         self.control = Control(self.nc, self.names, instance, self.settings.double_texting, deadline, heartbeat)
         await self.control.start(replicas, self.service, self.names.orchestrator_queue)
+
+        await self.service.add_endpoint(
+            name="alerts",
+            subject=self.names.alerts,
+            queue_group=self.names.orchestrator_queue,
+            handler=self.effects.on_alert,
+        )
+        await self.service.add_endpoint(
+            name="speech",
+            subject=self.names.speech,
+            queue_group=self.names.orchestrator_queue,
+            handler=self.speech.on_request,
+        )
         await self.nc.flush()  # the server has our subscriptions before we say we are ready
         log.info(
             "ready: serving %s as queue group %s (engine: %s)",
@@ -150,11 +177,19 @@ class Orchestrator:
     async def _answer(
         self, chat: ChatRequest, replies: ReplyStream, recall: Recall | None, answering: Answering
     ) -> Outcome:
-        history, keep = (recall.turns, recall.keep) if recall else ([], None)
-        progress = self.settings.progress_interval_seconds
+        assert self.effects is not None
+        effects, keep = self.effects, recall.keep if recall else None
+
+        async def before_end(text: str | None) -> None:
+            if keep is not None:
+                await keep(text)
+            if text is not None:  # the answer's timers and alerts, carried out before it ends
+                await effects.apply(chat, replies.actions)
+
+        history, progress = (recall.turns if recall else []), self.settings.progress_interval_seconds
         metrics.inflight.inc()
         try:
-            return await answer(chat, self.engine_for(chat), replies, history, progress, keep, answering)
+            return await answer(chat, self.engine_for(chat), replies, history, progress, before_end, answering)
         finally:
             metrics.inflight.dec()
 
@@ -195,9 +230,12 @@ class Orchestrator:
         if self.inflight:
             log.info("draining %d answers in flight", len(self.inflight), extra={"marker": logs.CONNECTION})
             await asyncio.gather(*self.inflight, return_exceptions=True)
+        await self.tasks.stop()
         if self.journal is not None:
             await self.journal.close()
         if self.llm is not None:
             await self.llm.close()
+        if self.speech is not None:
+            await self.speech.close()
         if self.nc is not None:
             await self.nc.drain()
