@@ -121,7 +121,8 @@ async def test_a_worker_killed_mid_stream_with_no_other_ends_the_answer_clearly(
 
 
 async def test_a_client_that_stops_reading_is_cut_off_with_1013(stack, llm_env):
-    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0")  # a frame per word: megabytes the kernel can't buffer
+    # A frame per word, 4000 words an answer: megabytes the kernel can't buffer, even one answer at a time.
+    stack.orchestrator(**llm_env, PAM_CHUNK_WINDOW_MS="0", PAM_MAX_COMPLETION_TOKENS="5000")
     gateway = stack.gateway(PAM_SEND_QUEUE_BYTES="65536", PAM_RATE_BURST="1000", PAM_USER_MESSAGES_PER_MINUTE="1000")
     long_answer = "[say:" + "word " * 4000 + "]"
     ws = await websockets.connect(gateway.ws_url(f"/ws/u1?token={token('u1')}"), max_queue=1, compression=None)

@@ -21,7 +21,7 @@ async def test_a_chat_s_trace_id_is_in_the_gateway_orchestrator_and_persistence_
         await client.chat("cheapest fuel in Alice Springs?", "u1")
     accepted = gateway.wait_for(r"chat accepted .*trace_id=([0-9a-f]{32})")
     trace_id = accepted.group(1)
-    answered = orchestrator.wait_for(r"answered fuel via openai .*trace_id=([0-9a-f]{32})")
+    answered = orchestrator.wait_for(r"answered fuel via 127.0.0.1:\d+/fake-model .*trace_id=([0-9a-f]{32})")
     assert answered.group(1) == trace_id
     for kind in ("user_message", "answer"):
         persistence.wait_for(rf"stored {kind} event .*trace_id={trace_id}")
