@@ -7,7 +7,6 @@ and, when it asks for one, its own database, so runs never see each other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,11 +15,9 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 import asyncpg
-import nats
-import nats.js.errors
 import pytest
 from pam_shared.subjects import Subjects
-from support import ci, servers
+from support import ci, cleanup, servers
 from support.cluster import NatsCluster
 from support.processes import BIN, ROOT, ServiceProcess, free_port
 from support.tokens import TEST_JWT_SECRET
@@ -122,18 +119,7 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
             f"KV_{names.idempotency_bucket}",
             f"KV_{names.turns_bucket}",
         )
-        asyncio.run(_delete_streams(nats_url, *streams))
-
-
-async def _delete_streams(nats_url: str, *streams: str) -> None:
-    """Streams and buckets outlive processes; each test removes the ones its namespace made."""
-    nc = await nats.connect(nats_url.split(","))
-    try:
-        for stream in streams:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await nc.jetstream().delete_stream(stream)
-    finally:
-        await nc.close()
+        asyncio.run(cleanup.delete_streams(nats_url, *streams))  # warns, never fails the test
 
 
 @pytest.fixture
