@@ -24,9 +24,8 @@ from support.client import PamClient, chat_frame
 from support.processes import ROOT, free_port
 from support.tokens import TEST_JWT_SECRET, token
 
-pytestmark = pytest.mark.e2e
-
 TEST_TIMEOUT = 1800  # a fresh machine's first run makes the stand-ins and installs every image's wheels
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TEST_TIMEOUT)]
 STORED_TIMEOUT = 60.0
 
 
@@ -71,8 +70,9 @@ def images() -> dict[str, str]:
     reason = compose.unavailable()
     if reason:
         pytest.skip(reason)
-    compose.install_plugin()
-    return {image: standin.ensure(image) for image in standin.images_named()}
+    with compose.machine_lock():  # the xdist workers start together; one makes, the other finds
+        compose.install_plugin()
+        return {image: standin.ensure(image) for image in standin.images_named()}
 
 
 @pytest.fixture
@@ -83,7 +83,8 @@ def stack(images: dict[str, str]) -> Iterator[Stack]:
     try:
         yield Stack(project, port)
     finally:
-        project.run("--profile", "cluster", "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        down = ("down", "--volumes", "--remove-orphans", "--rmi", "local", "--timeout", "5")  # the build cache stays
+        project.run("--profile", "cluster", *down, check=False)
 
 
 def test_the_stack_comes_from_the_pinned_compose_v2(images):
@@ -92,7 +93,6 @@ def test_the_stack_comes_from_the_pinned_compose_v2(images):
     assert set(images) == {"nats:2.15-alpine", "postgres:16-alpine", "python:3.11-slim"}
 
 
-@pytest.mark.timeout(TEST_TIMEOUT)
 async def test_a_user_runs_scales_restarts_and_recreates_the_stack(stack):
     stack.up()
     await stack.chat("ana", "I spent $30 on fuel")
@@ -124,14 +124,12 @@ async def test_a_user_runs_scales_restarts_and_recreates_the_stack(stack):
     await stack.until_stored("ana", 12)
 
 
-@pytest.mark.timeout(TEST_TIMEOUT)
 def test_without_jwt_secret_the_gateway_stops_at_once_naming_it(stack):
     done = stack.project.run("run", "--rm", "--no-deps", "gateway", check=False, without=("JWT_SECRET",))
     assert done.returncode != 0
     assert re.search(r"JWT_SECRET is required when ENVIRONMENT=production", done.stdout + done.stderr)
 
 
-@pytest.mark.timeout(TEST_TIMEOUT)
 async def test_a_running_stack_moves_to_the_cluster_as_the_docs_say_and_survives_a_node(stack):
     stack.up()
     await stack.chat("ben", "I spent $12 on coffee")

