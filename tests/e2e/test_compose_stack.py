@@ -25,7 +25,7 @@ from support.processes import ROOT, free_port
 from support.tokens import TEST_JWT_SECRET, token
 
 TEST_TIMEOUT = 1800  # a fresh machine's first run makes the stand-ins and installs every image's wheels
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TEST_TIMEOUT)]
+pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(TEST_TIMEOUT)]
 STORED_TIMEOUT = 60.0
 
 
