@@ -61,8 +61,12 @@ def processes_mentioning(marker: str) -> list[str]:
 async def test_the_stack_answers_a_chat_and_ctrl_c_leaves_nothing_running(data_dir, tmp_path):
     marker = f"t{uuid.uuid4().hex[:10]}"
     stack = run_stack(data_dir, tmp_path, PAM_NATS_NAMESPACE=marker)
+    pg_data: Path | None = None
     try:
         url = stack.wait_for(r"Open\s+(http://\S+)").group(1)
+        # Where the stack says: from a checkout "nobody" cannot enter, PostgreSQL's data is elsewhere.
+        pg_data = Path(stack.wait_for(r"PostgreSQL .* \(embedded, data in (\S+)\)").group(1))
+        nats_data = Path(stack.wait_for(r"NATS .* \(embedded, JetStream data in (\S+)\)").group(1))
         dev_token = stack.wait_for(r"Dev token\s+(\S+)").group(1)
         ws_url = url.replace("http://", "ws://") + f"ws/dev-user?token={dev_token}"
         async with await PamClient.connect(ws_url) as client:
@@ -72,12 +76,19 @@ async def test_the_stack_answers_a_chat_and_ctrl_c_leaves_nothing_running(data_d
             frames = await client.answer()
         assert frames[-1]["type"] == "chat_response", frames[-1]
         assert len(processes_mentioning(marker)) >= 5  # nats, postgres, gateway, 2 orchestrators, ...
-    finally:
         stack.signal(signal.SIGINT)
         assert stack.proc is not None and stack.proc.wait(STOP_TIMEOUT) == 0
-    stack.wait_for("stopped")
-    assert processes_mentioning(marker) == []
-    assert (data_dir / "postgres" / "data" / "PG_VERSION").exists() and (data_dir / "nats" / "jetstream").is_dir()
+        stack.wait_for("stopped")
+        assert processes_mentioning(marker) == []
+        assert (pg_data / "PG_VERSION").exists() and (nats_data / "jetstream").is_dir()
+        assert nats_data.is_relative_to(data_dir)
+    finally:
+        if stack.running:
+            stack.signal(signal.SIGINT)
+            assert stack.proc is not None
+            stack.proc.wait(STOP_TIMEOUT)
+        if pg_data is not None and not pg_data.is_relative_to(data_dir):
+            shutil.rmtree(pg_data.parent, ignore_errors=True)  # the private place kept for this data_dir
 
 
 def test_a_given_server_that_does_not_answer_is_named_and_nothing_starts(data_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""Under CI=true a skip for something missing fails, naming it; a skip for a Docker engine stays a skip.
+"""Under CI=true a skip for something missing (Chromium, a Docker engine) fails, naming it.
 
 Each case runs pytest on real tests of this suite, in a child process, with the environment CI has.
 """
@@ -12,7 +12,8 @@ import sys
 from support.processes import ROOT
 
 BROWSER_TEST = "tests/e2e/test_chat_page.py::test_errors_are_shown_in_plain_words"
-DOCKER_TEST = "tests/unit/test_compose.py::test_docker_compose_accepts_the_file"
+DOCKER_TEST = "tests/e2e/test_compose_stack.py::test_the_stack_comes_from_the_pinned_compose_v2"
+NO_ENGINE = "unix:///nonexistent/docker.sock"
 NO_CHROMIUM = "/nonexistent/chromium"
 
 
@@ -34,6 +35,7 @@ def test_without_chromium_a_local_run_skips_and_lists_the_skip():
     assert f"SKIPPED [1] {BROWSER_TEST.split('::')[0]}" in run.stdout and NO_CHROMIUM in run.stdout, run.stdout
 
 
-def test_a_missing_docker_engine_stays_a_skip_under_ci():
-    run = run_pytest(DOCKER_TEST, CI="true")
-    assert run.returncode == 0, run.stdout
+def test_without_a_docker_engine_a_ci_run_fails_with_one_line_saying_so():
+    run = run_pytest(DOCKER_TEST, CI="true", DOCKER_HOST=NO_ENGINE)
+    assert run.returncode != 0, run.stdout
+    assert "CI=true, and this test may not skip: no Docker engine" in run.stdout, run.stdout

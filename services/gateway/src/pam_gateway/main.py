@@ -11,6 +11,7 @@ from pam_shared.settings import load_gateway_settings
 
 from pam_gateway.app import create_app
 from pam_gateway.gateway import Gateway
+from pam_gateway.request_limits import BoundedHttp, FlushingWebSocket
 
 log = logging.getLogger("pam.gateway")
 
@@ -34,6 +35,8 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,
+        http=BoundedHttp,  # a request head too large or too slow is refused at once
+        ws=FlushingWebSocket,
         ws_max_size=settings.max_message_bytes * HARD_SIZE_FACTOR,
         ws_per_message_deflate=False,
         server_header=False,
