@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -66,19 +67,19 @@ class Control:
         task = asyncio.current_task()
         assert task is not None
         answering = self.answers.add(chat, replies.message_id, task)
-        revision: int | None = None
         try:
             try:
                 revision = await self._wait(chat, replies, answering)
             except _Ended:
                 yield None
                 return
+            if revision is not None:
+                answering.release = functools.partial(self.holds.release, chat, revision)
             answering.phase = "streaming"
             yield answering
         finally:
             self.answers.remove(answering)
-            if revision is not None:
-                await self.holds.release(chat, revision)
+            await answering.released()
 
     async def _wait(self, chat: ChatRequest, replies: ReplyStream, answering: Answering) -> int | None:
         """The hold's revision once it is ours (None: demo chats, or no JetStream to hold it in)."""

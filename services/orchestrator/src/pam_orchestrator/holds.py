@@ -87,23 +87,25 @@ class Holds:
         a release and taking it): no queue read on the common path."""
         user = user_token(chat.user_id)
         me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0)
+        taken, holder = await self._try(user, me, first=True)
+        if taken is not None:
+            return taken  # the common case: no other answer to this user under way
         released = await self.nc.subscribe(self.names.released(chat.user_id))
         queued = False
         try:
             while True:
-                taken, holder = await self._try(user, me, first=not queued or await self._first(user, me))
-                if taken is not None:
-                    return taken
-                if holder is None:
-                    pass  # not our turn yet: someone ahead of us in the queue
-                elif policy == "reject":
+                if holder is not None and policy == "reject":
                     raise Busy(holder)
-                elif policy == "interrupt" and not queued:
+                if holder is not None and policy == "interrupt" and not queued:
                     await stop(holder)
                 if not queued:
                     queued = True
                     await self._join(user, me, at_front=policy == "interrupt")
                 await self._announce(user, me, announce)
+                # Again now that we listen: the hold may have been given up before we did.
+                taken, holder = await self._try(user, me, first=await self._first(user, me))
+                if taken is not None:
+                    return taken
                 await self._wait(released, holder)
         finally:
             await released.unsubscribe()

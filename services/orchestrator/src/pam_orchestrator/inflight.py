@@ -9,6 +9,7 @@ past its last word is not stopped: its end is already on the way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pam_shared.internal import CancelStatus, ChatRequest
@@ -19,7 +20,7 @@ Phase = Literal["queued", "streaming", "ending"]
 class Answering:
     """One chat on this orchestrator, and whether a stop was asked for."""
 
-    __slots__ = ("chat", "answer_id", "task", "phase", "stopped", "waited")
+    __slots__ = ("chat", "answer_id", "task", "phase", "stopped", "waited", "release")
 
     def __init__(self, chat: ChatRequest, answer_id: str, task: asyncio.Task[None]) -> None:
         self.chat = chat
@@ -29,6 +30,15 @@ class Answering:
         self.stopped = False
         self.waited = False
         """It waited for an answer before it: its turn, not its arrival, places it in the conversation."""
+        self.release: Callable[[], Awaitable[None]] | None = None
+        """Gives up the chat's turn in its conversation (None: it holds none, or gave it up)."""
+
+    async def released(self) -> None:
+        """Give the turn up, once: just before the end is sent, so a chat sent on seeing the end finds
+        it free (and at the latest when the chat is done, whatever happened)."""
+        release, self.release = self.release, None
+        if release is not None:
+            await release()
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -185,6 +185,7 @@ class Orchestrator:
                 await keep(text)
             if text is not None:  # the answer's timers and alerts, carried out before it ends
                 await effects.apply(chat, replies.actions)
+            await answering.released()  # the next chat, sent on seeing this end, finds its turn free
 
         history, progress = (recall.turns if recall else []), self.settings.progress_interval_seconds
         metrics.inflight.inc()
