@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
-from nats.js.api import KeyValueConfig
+from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pam_shared import jetstream
@@ -78,7 +78,14 @@ class Holds:
         self._kv: KeyValue | None = None
 
     async def start(self, replicas: int = 1) -> None:
-        config = KeyValueConfig(bucket=self.names.answering_bucket, history=1, ttl=self.lifetime * 4, replicas=replicas)
+        # In memory: a hold lives seconds, and one lost with its server has expired by then anyway.
+        config = KeyValueConfig(
+            bucket=self.names.answering_bucket,
+            history=1,
+            ttl=self.lifetime * 4,
+            replicas=replicas,
+            storage=StorageType.MEMORY,
+        )
         self._kv = await jetstream.ensure_bucket(self.nc.jetstream(), config)
 
     async def take(self, chat: ChatRequest, answer_id: str, policy: OnBusy, announce: Announce, stop: Stop) -> int:
