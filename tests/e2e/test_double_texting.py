@@ -27,6 +27,15 @@ async def started(client: PamClient, message: str, message_id: str) -> list[dict
     return frames
 
 
+async def until_cancelled(client: PamClient) -> list[dict[str, Any]]:
+    """Frames until both the ``cancelled`` acknowledgement and the chat's end have come (a
+    ``queued`` refresh may come between them)."""
+    frames = [await client.recv()]
+    while not {"cancelled", "chat_response"} <= {f["type"] for f in frames}:
+        frames.append(await client.recv())
+    return frames
+
+
 def said(frames: list[dict[str, Any]]) -> str:
     return "".join(f["delta"] for f in frames if f["type"] == "chat_chunk")
 
@@ -94,7 +103,7 @@ async def test_a_queued_chat_can_be_cancelled_and_the_answer_before_it_goes_on(s
         await tab2.send({"type": "chat", "message": "never mind this one", "message_id": "b"})
         assert (await tab2.recv())["type"] == "queued"
         await tab2.send({"type": "cancel", "message_id": "b"})
-        dropped = [await tab2.recv(), await tab2.recv()]
+        dropped = await until_cancelled(tab2)
         first += await tab1.answer()
     ack = next(f for f in dropped if f["type"] == "cancelled")
     end = next(f for f in dropped if f["type"] == "chat_response")
