@@ -158,7 +158,7 @@ def rows_of(events: list[Event]) -> int:
 
 
 async def publish(js: JetStreamContext, names: Subjects, event: Event) -> None:
-    subject = names.event(SUBJECT_KIND[type(event)])
+    subject = names.event(SUBJECT_KIND[type(event)], event.user_id)
     await js.publish_async(subject, event_encoder.encode(event), headers={"Nats-Msg-Id": event.event_id})
 
 

@@ -95,7 +95,7 @@ async def test_persistence_metrics_count_written_events_batches_and_dead_letters
         await client.recv()
         await client.chat("log 12 dollars for bait", "u1")
     nc = await nats.connect(nats_url)
-    await nc.jetstream().publish(Subjects(namespace).event("user_message"), b"not an event")
+    await nc.jetstream().publish(Subjects(namespace).event("user_message", "u1"), b"not an event")
     await nc.close()
     persistence.wait_for("parking event")
     persistence.wait_for("stored answer event")

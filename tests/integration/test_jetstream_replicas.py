@@ -65,7 +65,7 @@ async def test_single_replica_streams_and_buckets_move_to_three_keeping_their_da
     names, js = Subjects(namespace), on_cluster.jetstream()
     await ensure_stream(js, names, 1)
     for i in range(50):
-        await jetstream.publish(js, names.event("user"), b"event %d" % i)
+        await jetstream.publish(js, names.event("user", "u1"), b"event %d" % i)
     bucket = await jetstream.ensure_bucket(js, KeyValueConfig(bucket=names.rate_bucket, ttl=120, history=1))
     await bucket.put("nomad", b"7")
 

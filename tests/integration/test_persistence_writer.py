@@ -98,8 +98,8 @@ async def test_two_instances_writing_the_same_batch_at_once_store_it_once(databa
 
 async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(database_url, db, js, names, stack):
     persistence = stack.persistence(DATABASE_URL=database_url)
-    await js.publish(names.event("user_message"), b"{not json")
-    await js.publish(names.event("analytics"), b'{"kind": "analytics", "event_id": "x"}')
+    await js.publish(names.event("user_message", "u1"), b"{not json")
+    await js.publish(names.event("analytics", "u1"), b'{"kind": "analytics", "event_id": "x"}')
     refused = user_message("u1", "a NUL byte \x00 PostgreSQL will not store")
     good = [user_message("u1", f"good {i}") for i in range(3)]
     await publish(js, names, good[0], refused, good[1])
@@ -109,7 +109,7 @@ async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(dat
 
     parked = await db.fetch("SELECT subject, data, error FROM dead_letters ORDER BY stream_seq")
     assert [row["data"][:9] for row in parked] == [b"{not json", b'{"kind": ', b'{"kind":"']
-    assert [row["subject"] for row in parked] == [names.event(k) for k in ("user_message", "analytics", "user_message")]
+    assert [row["subject"] for row in parked] == [names.event(k, "u1") for k in ("user_message", "analytics", "user_message")]
     assert parked[0]["error"].startswith("malformed") and parked[1]["error"].startswith("malformed")
     assert parked[2]["error"].startswith("refused by PostgreSQL")
     assert await until(lambda: consumer_settled(js, names), bool)

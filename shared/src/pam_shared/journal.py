@@ -109,7 +109,7 @@ class Journal:
 
     def record(self, event: Event, headers: dict[str, str] | None = None) -> None:
         """Queue ``event`` for publishing; never blocks, never drops it while the process lives."""
-        subject = self.subjects.event(SUBJECT_KIND[type(event)])
+        subject = self.subjects.event(SUBJECT_KIND[type(event)], event.user_id)
         record = Record(subject, {**(headers or {}), "Nats-Msg-Id": event.event_id}, event_encoder.encode(event))
         if len(self._pending) < self.max_pending:
             self._pending.append(record)

@@ -123,8 +123,13 @@ class Subjects:
     def events_wildcard(self) -> str:
         return f"{self.namespace}.events.>"
 
-    def event(self, kind: str) -> str:
-        return f"{self.namespace}.events.{kind}"
+    def event(self, kind: str, user_id: str) -> str:
+        """Where an event of ``kind`` about ``user_id`` is journaled: the user's token last, so
+        erasure purges one user's events by subject (``events_of``)."""
+        return f"{self.namespace}.events.{kind}.{user_token(user_id)}"
+
+    def events_of(self, user_id: str) -> str:
+        return f"{self.namespace}.events.*.{user_token(user_id)}"
 
     @property
     def history(self) -> str:
@@ -145,6 +150,39 @@ class Subjects:
     def analytics_summary(self) -> str:
         """Request-reply: messages per day, intents and latencies over a window."""
         return f"{self.namespace}.persistence.analytics"
+
+    @property
+    def privacy(self) -> str:
+        """Request-reply: read or change a user's privacy settings, answered by persistence."""
+        return f"{self.namespace}.persistence.privacy"
+
+    @property
+    def privacy_bucket(self) -> str:
+        """The key-value bucket where persistence mirrors each user's privacy settings, keyed by
+        user token, so every gateway knows them without asking the database per chat."""
+        return f"{self.namespace.upper().replace('-', '_')}_PRIVACY"
+
+    @property
+    def export(self) -> str:
+        """Request-reply: one page of everything stored about a user, answered by persistence."""
+        return f"{self.namespace}.persistence.export"
+
+    @property
+    def delete_conversation(self) -> str:
+        """Request-reply: erase one of a user's conversations, answered by persistence."""
+        return f"{self.namespace}.persistence.delete_conversation"
+
+    @property
+    def erase(self) -> str:
+        """Request-reply: erase a user everywhere (the gateway for the user, or an operator's
+        pipeline with a service token), answered by persistence."""
+        return f"{self.namespace}.privacy.erase"
+
+    @property
+    def erasing(self) -> str:
+        """Request, many replies: every gateway and orchestrator stops what it does for a user
+        being erased (closes sockets, cancels answers) and says so."""
+        return f"{self.namespace}.control.erasing"
 
     @property
     def persistence_consumer(self) -> str:
