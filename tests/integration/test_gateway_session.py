@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pam_gateway.chats import ChatPath
+from pam_gateway.consent import PrivacyBook
 from pam_gateway.dialect import SEED
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
@@ -23,6 +24,7 @@ from pam_shared.background import Tasks
 from pam_shared.budget import Budgets
 from pam_shared.internal import chat_request_decoder
 from pam_shared.journal import Journal
+from pam_shared.privacy import Privacy
 from pam_shared.settings import BudgetSettings, load_gateway_settings
 from pam_shared.spool import Spool
 from pam_shared.subjects import Subjects
@@ -37,12 +39,16 @@ async def path(nc: Client, names: Subjects, tmp_path: Path) -> AsyncIterator[Cha
         UserQuota(nc.jetstream(), names.rate_bucket, 100),
         Budgets(nc.jetstream(), names.budget_bucket, BudgetSettings(0, 0)),
         ChatKeys(nc.jetstream(), names.idempotency_bucket, 60),
+        PrivacyBook(nc.jetstream(), names, Privacy()),
         Journal(nc, names, Spool(tmp_path, "test"), 100),
         Relay(nc, names, "gw-test", 5, kept, tasks),
     )
     for part in (parts.quota, parts.budgets, parts.keys, parts.journal, parts.relay):
         await part.start()
+    await parts.book.start(tasks, 1)
     yield parts
+    tasks.closing()
+    await parts.book.close()
     await parts.relay.stop()
     await parts.quota.stop()
     await parts.journal.close()

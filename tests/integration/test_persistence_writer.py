@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from pam_shared.privacy import Privacy
 from pam_persistence import db as database
 from pam_persistence import store
 from support.persistence import (
@@ -89,7 +90,7 @@ async def test_two_instances_writing_the_same_batch_at_once_store_it_once(databa
     try:
         batch = [user_message(f"u{i % 3}", f"asked {i}") for i in range(30)] + [answer(f"u{i % 3}") for i in range(30)]
         gap = timedelta(minutes=30)
-        await asyncio.gather(*(store.write(pool, batch, [], gap) for _ in range(3)))
+        await asyncio.gather(*(store.write(pool, batch, [], gap, store.Keeping("salt", Privacy())) for _ in range(3)))
     finally:
         await pool.close()
     assert await count(db, "messages") == 60 and await count(db, "analytics_events") == 30

@@ -100,6 +100,45 @@ class Answer(msgspec.Struct, tag_field="kind", tag="answer"):
     """Why the answer ended short (``ChatResponse.truncated``: ``stopped`` by the user ...); None: complete."""
     parent_id: str | None = None
     """The user message it answers (a regenerated answer is a sibling of the earlier one)."""
+    measured: bool = True
+    """False when the user keeps analytics to themselves: this is the message alone, and its
+    analytics come as an ``anonymous`` ``AnalyticsEvent`` of their own."""
+
+
+def analytics_of(answer: Answer) -> AnalyticsEvent:
+    """An answer's analytics row as an event of its own (for a user who keeps no conversations)."""
+    return AnalyticsEvent(
+        event_id=answer.event_id,
+        session_id=answer.session_id,
+        user_id=answer.user_id,
+        message_id=answer.event_id,
+        intent=answer.intent,
+        engine=answer.engine,
+        model=answer.model,
+        orchestrator=answer.orchestrator,
+        total_ms=answer.total_ms,
+        created_at=answer.created_at,
+        time_to_first_chunk_ms=answer.time_to_first_chunk_ms,
+        tokens_in=answer.tokens_in,
+        tokens_out=answer.tokens_out,
+        trace_id=answer.trace_id,
+        cached_tokens=answer.cached_tokens,
+        endpoint=answer.endpoint,
+    )
+
+
+def anonymous(event: AnalyticsEvent, event_id: str) -> AnalyticsEvent:
+    """``event`` with nothing that leads back to its user: no user, session, message or trace,
+    its time to the hour (an exact time would match it to the stored message), a new id."""
+    return msgspec.structs.replace(
+        event,
+        event_id=event_id,
+        session_id="",
+        user_id="",
+        message_id="",
+        trace_id=None,
+        created_at=event.created_at - event.created_at % 3600,
+    )
 
 
 Event = UserMessage | AssistantMessage | AnalyticsEvent | Answer

@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from pam_shared.privacy import Privacy
 from pam_shared.protocol import ChatContext, OnBusy
 
 
@@ -25,6 +26,8 @@ class ChatRequest(msgspec.Struct):
     """Answer again the turn of this earlier answer (its id, or its chat's client id); ``message`` is empty."""
     edit_of: str | None = None
     """This message replaces that earlier user message (its id, or its client id)."""
+    privacy: Privacy = Privacy()
+    """What the user lets us keep of this chat, as the gateway knew it when it accepted it."""
 
 
 chat_request_encoder = msgspec.json.Encoder()

@@ -1,25 +1,15 @@
 """A user's privacy settings: whether we may store their conversations, and analytics about them.
 
 Persistence keeps them (``privacy_settings``) and mirrors each change into a key-value bucket
-keyed by user token.  Every gateway watches that bucket and holds its entries in memory
-(``PrivacyBook``), so a chat costs a dict lookup, not a database round trip, and a change
-reaches every gateway within milliseconds: before its next chat.
+keyed by user token; every gateway follows that bucket (``pam_gateway.consent``).
 """
 
 from __future__ import annotations
 
-import logging
-
 import msgspec
-from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from pam_shared import jetstream
-from pam_shared.background import Tasks, survive
-from pam_shared.subjects import Subjects, user_token
-
-log = logging.getLogger("pam.privacy")
+from pam_shared.subjects import Subjects
 
 
 class Privacy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -46,51 +36,3 @@ privacy_request_decoder = msgspec.json.Decoder(PrivacyRequest)
 def bucket_config(names: Subjects, replicas: int) -> KeyValueConfig:
     """The mirror bucket: one entry per user who ever chose, kept until they are erased."""
     return KeyValueConfig(bucket=names.privacy_bucket, history=1, replicas=replicas)
-
-
-class PrivacyBook:
-    """Every user's settings as the mirror bucket has them, kept current by one watcher."""
-
-    def __init__(self, js: JetStreamContext, names: Subjects, default: Privacy) -> None:
-        self.js, self.names, self.default = js, names, default
-        self._known: dict[str, Privacy] = {}
-        self._kv: KeyValue | None = None
-        self._watcher: KeyValue.KeyWatcher | None = None
-
-    async def start(self, tasks: Tasks, replicas: int) -> None:
-        """Read every entry, then follow changes; returns once the book is complete."""
-        self._kv = await jetstream.ensure_bucket(self.js, bucket_config(self.names, replicas))
-        self._watcher = await self._kv.watchall()
-        async for entry in self._watcher:
-            if entry is None:
-                break
-            self._take(entry)
-        tasks.start("privacy-book", self._follow())
-
-    def of(self, user_id: str) -> Privacy:
-        return self._known.get(user_token(user_id), self.default)
-
-    def learn(self, user_id: str, privacy: Privacy) -> None:
-        """A change this process made: in force here at once, before the watcher brings it."""
-        self._known[user_token(user_id)] = privacy
-
-    def forget(self, user_id: str) -> None:
-        """An erased user: their entry is purged from the bucket, which a watcher is not told."""
-        self._known.pop(user_token(user_id), None)
-
-    async def close(self) -> None:
-        if self._watcher is not None:
-            await self._watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def _follow(self) -> None:
-        assert self._watcher is not None
-        async for entry in self._watcher:
-            if entry is not None:
-                with survive("privacy-book", "entry"):
-                    self._take(entry)
-
-    def _take(self, entry: KeyValue.Entry) -> None:
-        if entry.operation in (KV_DEL, KV_PURGE):
-            self._known.pop(entry.key, None)
-        else:
-            self._known[entry.key] = privacy_decoder.decode(entry.value or b"{}")

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import msgspec
 
+from pam_shared.privacy import Privacy
 from pam_shared.protocol import OnBusy
 from pam_shared.subjects import Subjects
 
@@ -58,6 +59,8 @@ class Settings:
     log_level: str
     metrics_port: int
     metrics_host: str
+    privacy_default: Privacy
+    """The privacy settings of a user who has not chosen (``PAM_DEFAULT_STORE_CONVERSATIONS``, ...)."""
 
     @property
     def nats_url(self) -> str:
@@ -403,6 +406,10 @@ def _common(read: _Reader) -> dict[str, Any]:
         "log_level": read.choice("PAM_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         "metrics_port": int(read.number("PAM_METRICS_PORT", 9464, low=0, high=65535)),
         "metrics_host": read.text("PAM_METRICS_HOST", "127.0.0.1"),
+        "privacy_default": Privacy(
+            store_conversations=read.flag("PAM_DEFAULT_STORE_CONVERSATIONS", True),
+            analytics=read.flag("PAM_DEFAULT_ANALYTICS", True),
+        ),
     }
 
 

@@ -30,6 +30,7 @@ from pam_shared.journal import Journal
 from pam_shared.protocol import Chat
 
 from pam_gateway import metrics
+from pam_gateway.consent import PrivacyBook
 from pam_gateway.idempotency import ChatKeys, chat_key
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Recipient, Relay
@@ -60,11 +61,12 @@ class Branch:
 @dataclass(frozen=True, slots=True)
 class ChatPath:
     """Where a chat goes once accepted, from a socket or over REST: the per-user limits, the
-    keys that spot a re-sent chat, the journal, the relay."""
+    keys that spot a re-sent chat, the user's privacy settings, the journal, the relay."""
 
     quota: UserQuota
     budgets: Budgets
     keys: ChatKeys
+    book: PrivacyBook
     journal: Journal
     relay: Relay
 
@@ -98,8 +100,9 @@ class ChatPath:
         chat_id: str | None = None,
         branch: Branch | None = None,
     ) -> str:
-        """Hand a validated chat to the orchestrators, recorded for persistence (a regenerate
-        has no message of its own to record); returns its chat id."""
+        """Hand a validated chat to the orchestrators, recorded for persistence (unless the user
+        keeps their conversations to themselves; a regenerate has no message of its own to
+        record); returns its chat id."""
         branch = branch or Branch()
         request = ChatRequest(
             chat_id=chat_id or uuid.uuid4().hex,
@@ -113,11 +116,12 @@ class ChatPath:
             on_busy=chat.on_busy,
             regenerate=branch.regenerate,
             edit_of=branch.edit_of,
+            privacy=self.book.of(identity.user_id),
         )
         traceparent = tracing.new_traceparent()
         extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}
         log.debug("chat accepted", extra={**extra, "marker": logs.INCOMING})
-        if not identity.demo and request.regenerate is None:
+        if not identity.demo and request.regenerate is None and request.privacy.store_conversations:
             event = _user_message(request, traceparent)
             self.journal.record(event, {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)})
         encoded = chat_request_encoder.encode(request)

@@ -25,6 +25,7 @@ from pam_shared.settings import GatewaySettings
 from pam_shared.timers import TimerStore
 
 from pam_gateway.chats import ChatPath
+from pam_gateway.consent import PrivacyBook
 from pam_gateway.dialect import Dialect
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
@@ -62,7 +63,8 @@ class Gateway:
         self.voice_per_user = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_user_per_minute)
         self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
         self.budgets = Budgets(self.nc.jetstream(), names.budget_bucket, settings.budget)
-        self.path = ChatPath(self.quota, self.budgets, self.keys, self.journal, self.relay)
+        self.book = PrivacyBook(self.nc.jetstream(), names, settings.privacy_default)
+        self.path = ChatPath(self.quota, self.budgets, self.keys, self.book, self.journal, self.relay)
         self.sockets = Sockets(settings, self.registry, self._open_session)
         self._debug_switch: Subscription | None = None
         self._service: Service | None = None
@@ -85,6 +87,7 @@ class Gateway:
             await quota.start(replicas)
         await self.keys.start(replicas)
         await self.budgets.start(replicas)
+        await self.book.start(self.tasks, replicas)
         await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)
         self._service = await add_service(
@@ -98,6 +101,8 @@ class Gateway:
             await self._debug_switch.unsubscribe()
         for part in (self.pushes, self.quota, self.relay, self.missed):
             await part.stop()
+        self.tasks.closing()
+        await self.book.close()
         await self.tasks.stop()
         await self.journal.close()
         if self.nc.is_connected:

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from nats.errors import Error as NatsError
 from nats.micro.request import Request
 from pam_shared import logs
 from pam_shared.internal import history_request_decoder
@@ -30,7 +31,8 @@ from pam_persistence.db import describe
 
 log = logging.getLogger("pam.persistence.answers")
 
-DATABASE_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, NatsError)
+"""The database, or NATS (a mirror, a purge), cannot do it now."""
 
 
 class Answers:
@@ -39,19 +41,20 @@ class Answers:
         self.gap = gap
 
     async def history(self, request: Request) -> None:
-        await _answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
+        await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
 
     async def conversations(self, request: Request) -> None:
-        await _answer(request, conversations_request_decoder, lambda q: reads.conversations(self.pool, q))
+        await answer(request, conversations_request_decoder, lambda q: reads.conversations(self.pool, q))
 
     async def messages(self, request: Request) -> None:
-        await _answer(request, messages_request_decoder, lambda q: reads.messages(self.pool, q))
+        await answer(request, messages_request_decoder, lambda q: reads.messages(self.pool, q))
 
     async def analytics(self, request: Request) -> None:
-        await _answer(request, analytics_request_decoder, lambda q: reads.analytics(self.pool, q))
+        await answer(request, analytics_request_decoder, lambda q: reads.analytics(self.pool, q))
 
 
-async def _answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Callable[[Any], Awaitable[Any]]) -> None:
+async def answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Callable[[Any], Awaitable[Any]]) -> None:
+    """Decode the request, ``read`` its reply and send it; errors as ``nats.micro`` error codes."""
     try:
         query = decoder.decode(request.data)
     except msgspec.DecodeError as exc:
@@ -62,8 +65,8 @@ async def _answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Ca
     except reads.BadCursor:
         await request.respond_error("400", "bad cursor")
         return
-    except DATABASE_UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         log.warning("%s unanswered: %s", request.subject, describe(exc), extra={"marker": logs.ERROR})
-        await request.respond_error("503", "database unavailable")
+        await request.respond_error("503", "unavailable")
         return
     await request.respond(query_encoder.encode(reply))

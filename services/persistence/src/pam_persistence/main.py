@@ -7,6 +7,7 @@ and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
     <namespace>.persistence.conversations  a user's conversations (gateway read API)
     <namespace>.persistence.messages       one conversation's messages (gateway read API)
     <namespace>.persistence.analytics      activity summary (gateway read API, admins)
+    <namespace>.persistence.privacy        a user's privacy settings, read or changed (gateway)
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
-from pam_shared import __version__, bus, debugging, jetstream, lifecycle, logs
+from pam_shared import __version__, bus, debugging, jetstream, lifecycle, logs, privacy
 from pam_shared.background import Tasks
 from pam_shared.journal import ensure_stream
 from pam_shared.settings import PersistenceSettings, load_persistence_settings
 
-from pam_persistence import db
+from pam_persistence import consent, db
 from pam_persistence.answers import Answers
+from pam_persistence.store import Keeping
 from pam_persistence.writer import Writer
 
 log = logging.getLogger("pam.persistence")
@@ -53,11 +55,15 @@ class Persistence:
         replicas = await jetstream.replicas(self.nc, names, settings.nats.replicas)
         await ensure_stream(js, names, replicas)
         self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
+        salt = await consent.salt_of(self.pool)
+        keeping = Keeping(salt, settings.privacy_default)
         self.writer = Writer(
-            self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap
+            self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap, keeping
         )
         await self.writer.start(self.tasks, replicas)
         answers = Answers(self.pool, self.gap)
+        mirror = await jetstream.ensure_bucket(js, privacy.bucket_config(names, replicas))
+        choices = consent.Choices(self.pool, mirror, settings.privacy_default)
         self.service = await add_service(
             self.nc,
             name=names.persistence_service,
@@ -70,6 +76,7 @@ class Persistence:
             ("conversations", names.conversation_list, answers.conversations),
             ("messages", names.conversation_messages, answers.messages),
             ("analytics", names.analytics_summary, answers.analytics),
+            ("privacy", names.privacy, choices.handle),
         ):
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler

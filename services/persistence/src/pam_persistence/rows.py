@@ -42,7 +42,10 @@ class Split:
     @classmethod
     def of(cls, events: Sequence[Event]) -> Split:
         messages = {e.event_id: e for e in events if not isinstance(e, AnalyticsEvent)}
-        analytics = {e.event_id: e for e in events if isinstance(e, AnalyticsEvent | Answer)}
+        analytics: dict[str, Measured] = {}
+        for e in events:
+            if isinstance(e, AnalyticsEvent) or (isinstance(e, Answer) and e.measured):
+                analytics[e.event_id] = e
         return cls(list(messages.values()), list(analytics.values()))
 
 

@@ -29,7 +29,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 from pam_shared.events import AnalyticsEvent, Event, UserMessage
+from pam_shared.privacy import Privacy
 
+from pam_persistence import consent
 from pam_persistence.conversations import Span, place
 from pam_persistence.rows import ANALYTICS_COLUMNS, MESSAGE_COLUMNS, Message, Split, analytics_row, message_row, moment
 
@@ -45,11 +47,23 @@ class Parked:
     error: str
 
 
-async def write(pool: asyncpg.Pool, events: Sequence[Event], parked: Sequence[Parked], gap: timedelta) -> None:
-    """Store one batch atomically: all of it is committed, or none of it."""
-    split = Split.of(events)
+@dataclass(frozen=True, slots=True)
+class Keeping:
+    """What screening a batch needs (``consent``): the fences' salt, the default privacy settings."""
+
+    salt: str
+    default: Privacy
+
+
+async def write(
+    pool: asyncpg.Pool, events: Sequence[Event], parked: Sequence[Parked], gap: timedelta, keeping: Keeping
+) -> set[str]:
+    """Store one batch atomically, as its users allow: all of it is committed, or none of it.
+    Returns the erased users whose events it dropped."""
     async with pool.acquire() as conn, conn.transaction():
-        await _write(conn, events, split, parked, gap)
+        screened = await consent.screen(conn, events, keeping.salt, keeping.default)
+        await _write(conn, screened.events, Split.of(screened.events), parked, gap)
+    return screened.fenced
 
 
 async def _write(
@@ -74,6 +88,7 @@ async def _touch_users(conn: asyncpg.Connection, events: Sequence[Event]) -> Non
         at = moment(event.created_at)
         first, last = seen.get(event.user_id, (at, at))
         seen[event.user_id] = (min(first, at), max(last, at))
+    seen.pop("", None)  # anonymous analytics
     if seen:
         ids = sorted(seen)
         await conn.execute(_USERS, ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids])

@@ -37,7 +37,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from pam_shared import jetstream, logs
-from pam_shared.background import Tasks
+from pam_shared.background import Tasks, survive
 from pam_shared.events import Event, event_decoder
 from pam_shared.subjects import Subjects
 
@@ -75,8 +75,10 @@ class Writer:
         batch_size: int,
         flush_ms: float,
         gap: timedelta,
+        keeping: store.Keeping,
     ) -> None:
         self.nc = nc
+        self.keeping = keeping
         self.js = js
         self.pool = pool
         self.names = names
@@ -134,24 +136,36 @@ class Writer:
     async def _handle(self, batch: list[Msg]) -> None:
         items = [_decode(msg) for msg in batch]
         started = time.monotonic()
-        if await self._store(items):
+        fenced = await self._store(items)
+        if fenced is not None:
             for msg in batch:
                 await msg.ack()
             _observe(items, time.monotonic() - started)
+            await self._purge(fenced)
         else:
             for msg in batch:
                 await msg.nak()
 
-    async def _store(self, items: list[Item]) -> bool:
-        """Write ``items``, waiting out outages; False only when told to stop first."""
+    async def _purge(self, erased: set[str]) -> None:
+        """Events of erased users came after their erasure: out of the stream with them too."""
+        for user_id in erased:
+            with survive("persistence-writer", "purge"):
+                await self.js.purge_stream(self.names.events_stream, subject=self.names.events_of(user_id))
+        if erased:
+            log.info("dropped late events of %d erased users", len(erased), extra={"marker": logs.OK})
+
+    async def _store(self, items: list[Item]) -> set[str] | None:
+        """Write ``items``, waiting out outages; the erased users whose events were dropped, or
+        None only when told to stop first."""
         delays, held = retry_delays(), False
         while True:
             try:
                 events = [i.event for i in items if i.event is not None]
-                await store.write(self.pool, events, [i.parked for i in items if i.parked is not None], self.gap)
+                parked = [i.parked for i in items if i.parked is not None]
+                fenced = await store.write(self.pool, events, parked, self.gap, self.keeping)
                 if held:
                     log.info("database back: wrote %d held events", len(items), extra={"marker": logs.RECONNECT})
-                return True
+                return fenced
             except REFUSED_BY_DATABASE as exc:
                 if len(items) > 1:
                     return await self._store_each(items)
@@ -171,14 +185,17 @@ class Writer:
             )
             await _still_working(items)
             if await self._stopped_within(delay):
-                return False
+                return None
 
-    async def _store_each(self, items: list[Item]) -> bool:
+    async def _store_each(self, items: list[Item]) -> set[str] | None:
         """PostgreSQL refused a batch: write its events one at a time, parking those it refuses."""
+        fenced: set[str] = set()
         for item in items:
-            if not await self._store([item]):
-                return False
-        return True
+            one = await self._store([item])
+            if one is None:
+                return None
+            fenced |= one
+        return fenced
 
     async def _stopped_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

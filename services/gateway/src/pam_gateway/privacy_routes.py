@@ -1,0 +1,68 @@
+"""A user's privacy over HTTP: their settings, and erasing a conversation or everything.
+
+    GET    /api/v1/users/me/privacy            what we may keep: {"store_conversations", "analytics"}
+    PUT    /api/v1/users/me/privacy            change either or both (a field left out keeps its value)
+    DELETE /api/v1/conversations/{id}          erase one conversation
+    DELETE /api/v1/users/me                    erase everything we hold about the user, everywhere
+
+Persistence does the work (``pam_persistence.consent``, ``pam_persistence.erasure``); the
+gateway checks the token and passes the request on.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from pam_shared.privacy import Privacy, PrivacyRequest, privacy_decoder
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pam_gateway.consent import PrivacyBook
+from pam_gateway.read_api import ApiError, ReadApi, guarded, json_response
+
+
+class PrivacyChange(msgspec.Struct, forbid_unknown_fields=True):
+    store_conversations: bool | msgspec.UnsetType = msgspec.UNSET
+    analytics: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+_change_decoder = msgspec.json.Decoder(PrivacyChange)
+
+
+class PrivacyRoutes:
+    def __init__(self, api: ReadApi, book: PrivacyBook) -> None:
+        self.api, self.book = api, book
+        self.names = api.names
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/users/me/privacy", guarded(self.settings), methods=["GET"]),
+            Route("/api/v1/users/me/privacy", guarded(self.change), methods=["PUT"]),
+        ]
+
+    async def settings(self, request: Request) -> Response:
+        identity = await self.api.identity(request)
+        return json_response(await self._ask(PrivacyRequest(identity.user_id)))
+
+    async def change(self, request: Request) -> Response:
+        identity = await self.api.identity(request)
+        try:
+            change = _change_decoder.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            raise ApiError("bad_request", str(exc)) from None
+        current = await self._ask(PrivacyRequest(identity.user_id))
+        wanted = Privacy(
+            store_conversations=_or(change.store_conversations, current.store_conversations),
+            analytics=_or(change.analytics, current.analytics),
+        )
+        chosen = await self._ask(PrivacyRequest(identity.user_id, wanted))
+        self.book.learn(identity.user_id, chosen)
+        return json_response(chosen)
+
+    async def _ask(self, query: PrivacyRequest) -> Privacy:
+        reply: Privacy = await self.api.ask(self.names.privacy, query, privacy_decoder)
+        return reply
+
+
+def _or(given: bool | msgspec.UnsetType, current: bool) -> bool:
+    return current if isinstance(given, msgspec.UnsetType) else given

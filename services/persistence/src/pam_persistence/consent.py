@@ -1,0 +1,131 @@
+"""What persistence keeps of each user: their privacy settings, and the fences of erased users.
+
+Every batch is screened inside its own transaction, after taking an advisory lock per user
+(the one an erasure takes too, so a batch and an erasure of the same user never interleave):
+
+- an event of an erased user, accepted before the erasure, is dropped (the fence);
+- a user who keeps their conversations to themselves has no message stored, only analytics;
+- a user who keeps analytics to themselves has them stored ``anonymous``.
+
+Gateways and orchestrators already record what the user allows; this is for events in flight
+while a setting changed, and for older services.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import msgspec
+from nats.js.kv import KeyValue
+from nats.micro.request import Request
+from pam_shared.events import AnalyticsEvent, Answer, Event, analytics_of, anonymous
+from pam_shared.privacy import Privacy, PrivacyRequest, privacy_encoder, privacy_request_decoder
+from pam_shared.subjects import user_token
+
+from pam_persistence import answers
+from pam_persistence.rows import moment
+
+
+def user_hash(salt: str, user_id: str) -> str:
+    """How an erasure fence names a user: not by id, by a salted hash of their token."""
+    return hashlib.sha256(f"{salt}\0{user_token(user_id)}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Screened:
+    """A batch as the users allow it to be stored, and the erased users it still carried."""
+
+    events: list[Event]
+    fenced: set[str] = field(default_factory=set)
+
+
+async def lock_users(conn: asyncpg.Connection, user_ids: Sequence[str]) -> None:
+    """Serialize with every other transaction writing or erasing these users (in one order: no deadlock)."""
+    await conn.execute(_LOCK, list(user_ids))
+
+
+async def screen(conn: asyncpg.Connection, events: Sequence[Event], salt: str, default: Privacy) -> Screened:
+    users = sorted({e.user_id for e in events if e.user_id})
+    if not users:
+        return Screened(list(events))
+    await lock_users(conn, users)
+    erased = {r["user_hash"]: r["erased_at"] for r in await conn.fetch(_FENCES, [user_hash(salt, u) for u in users])}
+    chosen = {r["user_id"]: Privacy(r["store_conversations"], r["analytics"]) for r in await conn.fetch(_CHOSEN, users)}
+    screened = Screened([])
+    for event in events:
+        fence = erased.get(user_hash(salt, event.user_id)) if event.user_id else None
+        if fence is not None and moment(event.created_at) <= fence:
+            screened.fenced.add(event.user_id)
+            continue
+        screened.events.extend(allowed(event, chosen.get(event.user_id, default), salt))
+    return screened
+
+
+def allowed(event: Event, privacy: Privacy, salt: str) -> list[Event]:
+    """``event`` as ``privacy`` lets it be stored: whole, in part, anonymous, or not at all."""
+    if not event.user_id:
+        return [event]
+    if not privacy.store_conversations:
+        if isinstance(event, Answer):
+            return [_measured(analytics_of(event), privacy, salt)] if event.measured else []
+        return [_measured(event, privacy, salt)] if isinstance(event, AnalyticsEvent) else []
+    if isinstance(event, AnalyticsEvent):
+        return [_measured(event, privacy, salt)]
+    if isinstance(event, Answer) and event.measured and not privacy.analytics:
+        return [msgspec.structs.replace(event, measured=False), _measured(analytics_of(event), privacy, salt)]
+    return [event]
+
+
+def _measured(event: AnalyticsEvent, privacy: Privacy, salt: str) -> AnalyticsEvent:
+    """Anonymous under a stable id (a redelivery makes no second row) that only we can link."""
+    if privacy.analytics:
+        return event
+    return anonymous(event, hashlib.sha256(f"{salt}\0{event.event_id}".encode()).hexdigest()[:32])
+
+
+_LOCK = """
+SELECT pg_advisory_xact_lock(key) FROM (
+    SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest($1::text[]) AS ids (id) ORDER BY 1
+) AS keys
+"""
+
+_FENCES = "SELECT user_hash, erased_at FROM erasures WHERE user_hash = ANY($1::text[])"
+
+_CHOSEN = "SELECT user_id, store_conversations, analytics FROM privacy_settings WHERE user_id = ANY($1::text[])"
+
+
+class Choices:
+    """The privacy settings endpoint: read a user's settings, or change them (in PostgreSQL,
+    then in the mirror every gateway follows, so the next chat on any gateway obeys)."""
+
+    def __init__(self, pool: asyncpg.Pool, mirror: KeyValue, default: Privacy) -> None:
+        self.pool, self.mirror, self.default = pool, mirror, default
+
+    async def handle(self, request: Request) -> None:
+        await answers.answer(request, privacy_request_decoder, self._serve)
+
+    async def _serve(self, query: PrivacyRequest) -> Privacy:
+        if query.change is None:
+            row = await self.pool.fetchrow(_CHOSEN_ONE, query.user_id)
+            return Privacy(row["store_conversations"], row["analytics"]) if row else self.default
+        change = query.change
+        await self.pool.execute(_CHOOSE, query.user_id, change.store_conversations, change.analytics)
+        await self.mirror.put(user_token(query.user_id), privacy_encoder.encode(change))
+        return change
+
+
+async def salt_of(pool: asyncpg.Pool) -> str:
+    """The salt of erasure fences, made once by migration 0006."""
+    return str(await pool.fetchval("SELECT salt FROM privacy_salt LIMIT 1"))
+
+
+_CHOSEN_ONE = "SELECT store_conversations, analytics FROM privacy_settings WHERE user_id = $1"
+
+_CHOOSE = """
+INSERT INTO privacy_settings (user_id, store_conversations, analytics, updated_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (user_id) DO UPDATE SET
+    store_conversations = EXCLUDED.store_conversations, analytics = EXCLUDED.analytics, updated_at = now()
+"""
