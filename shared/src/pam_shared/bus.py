@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -123,6 +124,29 @@ async def gather_replies(nc: Client, subject: str, window: float, payload: bytes
     finally:
         await sub.unsubscribe()
     return [m for m in replies if not (m.headers and m.headers.get("Status") == "503")]
+
+
+async def gather_until(nc: Client, subject: str, payload: bytes, expected: set[str], timeout: float) -> set[str]:
+    """Publish once and collect replies (each one a responder's name) until every ``expected``
+    name has answered, or ``timeout`` passes; the names that answered."""
+    inbox, answered = nc.new_inbox(), set[str]()
+    complete = asyncio.Event()
+
+    async def collect(msg: Msg) -> None:
+        answered.add(msg.data.decode(errors="replace"))
+        if expected <= answered:
+            complete.set()
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        if not expected:
+            await nc.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(complete.wait(), timeout if expected else 0)
+    finally:
+        await sub.unsubscribe()
+    return answered
 
 
 def _append_to(replies: list[Msg]) -> Callable[[Msg], Awaitable[None]]:

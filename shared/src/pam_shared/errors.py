@@ -47,6 +47,8 @@ ErrorCode = Literal[
     "voice_failed",
     "voice_too_long",
     "voice_invalid",
+    "erasing",
+    "erasure_unavailable",
 ]
 
 
@@ -102,6 +104,8 @@ ERRORS: dict[ErrorCode, Problem] = {
     "voice_failed": Problem("The speech service failed to speak that answer. Please try again.", 502),
     "voice_too_long": Problem("That answer is too long to speak in one piece.", 413),
     "voice_invalid": Problem("A voice request needs the answer's text in `text`.", 400),
+    "erasing": Problem("Your data is being erased. Please try again in a moment.", 409),
+    "erasure_unavailable": Problem("Your data cannot be erased right now. Please try again shortly.", 503),
 }
 
 if missing := set(get_args(ErrorCode)) ^ ERRORS.keys():  # a code without words, or words without a code

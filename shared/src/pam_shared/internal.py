@@ -93,6 +93,8 @@ class SpeechRequest(msgspec.Struct):
     text: str
     voice: str | None = None
     speed: float = 1.0
+    user_id: str = ""
+    """Whose answer it is ("": a request without a token): the cache keeps each user's audio apart."""
 
 
 SPEECH_ERROR_HEADER = "Pam-Error"

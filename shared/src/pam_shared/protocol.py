@@ -323,6 +323,8 @@ TRY_AGAIN_LATER = 1013
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
 RATE_LIMITED = 4429
+ERASED = 4410
+"""A socket's user was erased (``DELETE /api/v1/users/me``, or an operator's request)."""
 
 
 def now_iso() -> str:

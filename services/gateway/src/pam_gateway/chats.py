@@ -74,6 +74,8 @@ class ChatPath:
         """Why this chat may not go on now, if it may not: the message limit, the token budget.
         Demo identities are fresh per socket, so their chats count against the client's address
         (and have no budget)."""
+        if self.book.erasing(identity.user_id):
+            return Refused("erasing", {}, 1.0)
         retry_after = await self.quota.take(f"demo@{client_ip}" if identity.demo else identity.user_id)
         if retry_after:
             metrics.rate_limited.labels("user").inc()

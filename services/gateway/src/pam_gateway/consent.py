@@ -22,6 +22,7 @@ class PrivacyBook:
     def __init__(self, js: JetStreamContext, names: Subjects, default: Privacy) -> None:
         self.js, self.names, self.default = js, names, default
         self._known: dict[str, Privacy] = {}
+        self._erasing: set[str] = set()
         self._kv: KeyValue | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
 
@@ -42,9 +43,19 @@ class PrivacyBook:
         """A change this process made: in force here at once, before the watcher brings it."""
         self._known[user_token(user_id)] = privacy
 
-    def forget(self, user_id: str) -> None:
-        """An erased user: their entry is purged from the bucket, which a watcher is not told."""
-        self._known.pop(user_token(user_id), None)
+    def erasing(self, user_id: str) -> bool:
+        """Whether the user is being erased: their chats and sockets are refused meanwhile."""
+        return user_token(user_id) in self._erasing
+
+    def erase(self, user_id: str, done: bool) -> None:
+        """A user's erasure begins (``done`` False) or has ended: either way they have no entry
+        (the bucket's is purged, which a watcher is not told)."""
+        token = user_token(user_id)
+        self._known.pop(token, None)
+        if done:
+            self._erasing.discard(token)
+        else:
+            self._erasing.add(token)
 
     async def close(self) -> None:
         if self._watcher is not None:

@@ -27,6 +27,7 @@ from pam_shared.timers import TimerStore
 from pam_gateway.chats import ChatPath
 from pam_gateway.consent import PrivacyBook
 from pam_gateway.dialect import Dialect
+from pam_gateway.erasing import Erasures
 from pam_gateway.idempotency import ChatKeys
 from pam_gateway.inbox import Inbox, KeptFrames
 from pam_gateway.missed import MissedTimers
@@ -65,7 +66,8 @@ class Gateway:
         self.budgets = Budgets(self.nc.jetstream(), names.budget_bucket, settings.budget)
         self.book = PrivacyBook(self.nc.jetstream(), names, settings.privacy_default)
         self.path = ChatPath(self.quota, self.budgets, self.keys, self.book, self.journal, self.relay)
-        self.sockets = Sockets(settings, self.registry, self._open_session)
+        self.sockets = Sockets(settings, self.registry, self.book, self._open_session)
+        self.erasures = Erasures(self.nc, names, settings.instance_id, self.registry, self.book)
         self._debug_switch: Subscription | None = None
         self._service: Service | None = None
 
@@ -88,6 +90,7 @@ class Gateway:
         await self.keys.start(replicas)
         await self.budgets.start(replicas)
         await self.book.start(self.tasks, replicas)
+        await self.erasures.start()
         await self.pushes.start()
         self._debug_switch = await debugging.listen(self.nc, names)
         self._service = await add_service(
@@ -99,7 +102,7 @@ class Gateway:
             await self._service.stop()
         if self._debug_switch is not None:
             await self._debug_switch.unsubscribe()
-        for part in (self.pushes, self.quota, self.relay, self.missed):
+        for part in (self.erasures, self.pushes, self.quota, self.relay, self.missed):
             await part.stop()
         self.tasks.closing()
         await self.book.close()

@@ -16,14 +16,17 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pam_shared import jetstream
+from pam_shared.subjects import user_token
 
 log = logging.getLogger("pam.gateway.idempotency")
 
 
 def chat_key(user_id: str, message_id: str | None, text: str) -> str:
-    """The key of a chat: its message id when the client sent one, else its text."""
+    """The key of a chat: its message id when the client sent one, else its text; the user's
+    token first, so an erasure purges the user's keys alone."""
     what = f"id\0{message_id}" if message_id else f"text\0{text.strip()}"
-    return hashlib.sha256(f"{user_id}\0{what}".encode()).hexdigest()[:40]
+    digest = hashlib.sha256(f"{user_id}\0{what}".encode()).hexdigest()[:40]
+    return f"{user_token(user_id)}.{digest}"
 
 
 class ChatKeys:

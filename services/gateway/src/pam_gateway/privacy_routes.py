@@ -12,6 +12,7 @@ gateway checks the token and passes the request on.
 from __future__ import annotations
 
 import msgspec
+from pam_shared.erasure import ConversationErase, EraseRequest, conversation_erased_decoder, erased_decoder
 from pam_shared.privacy import Privacy, PrivacyRequest, privacy_decoder
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +20,9 @@ from starlette.routing import Route
 
 from pam_gateway.consent import PrivacyBook
 from pam_gateway.read_api import ApiError, ReadApi, guarded, json_response
+
+ERASE_TIMEOUT_SECONDS = 60.0
+"""An erasure waits for every service to stop serving the user, then deletes and purges."""
 
 
 class PrivacyChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +42,8 @@ class PrivacyRoutes:
         return [
             Route("/api/v1/users/me/privacy", guarded(self.settings), methods=["GET"]),
             Route("/api/v1/users/me/privacy", guarded(self.change), methods=["PUT"]),
+            Route("/api/v1/users/me", guarded(self.erase), methods=["DELETE"]),
+            Route("/api/v1/conversations/{conversation_id}", guarded(self.erase_conversation), methods=["DELETE"]),
         ]
 
     async def settings(self, request: Request) -> Response:
@@ -58,6 +64,26 @@ class PrivacyRoutes:
         chosen = await self._ask(PrivacyRequest(identity.user_id, wanted))
         self.book.learn(identity.user_id, chosen)
         return json_response(chosen)
+
+    async def erase(self, request: Request) -> Response:
+        """Everything we hold about the user, everywhere; their sockets are closed (4410)."""
+        identity = await self.api.identity(request)
+        if identity.demo:
+            raise ApiError("forbidden", "a demo identity has nothing to erase")
+        token = request.headers["authorization"].partition(" ")[2].strip()
+        wanted = EraseRequest(token)
+        erased = await self.api.ask(
+            self.names.erase, wanted, erased_decoder, ERASE_TIMEOUT_SECONDS, "erasure_unavailable"
+        )
+        return json_response(erased)
+
+    async def erase_conversation(self, request: Request) -> Response:
+        identity = await self.api.identity(request)
+        wanted = ConversationErase(identity.user_id, request.path_params["conversation_id"])
+        erased = await self.api.ask(self.names.delete_conversation, wanted, conversation_erased_decoder)
+        if not erased.found:
+            raise ApiError("not_found")
+        return json_response(erased)
 
     async def _ask(self, query: PrivacyRequest) -> Privacy:
         reply: Privacy = await self.api.ask(self.names.privacy, query, privacy_decoder)

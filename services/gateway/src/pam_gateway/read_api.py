@@ -104,17 +104,24 @@ class ReadApi:
         except AuthError as exc:
             raise ApiError(exc.code) from None
 
-    async def ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
-        """Persistence's answer to ``query``; 503 when no instance answers in time."""
+    async def ask(
+        self,
+        subject: str,
+        query: msgspec.Struct,
+        decoder: msgspec.json.Decoder[Any],
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        unavailable: ErrorCode = "persistence_unavailable",
+    ) -> Any:
+        """Persistence's answer to ``query``; ``unavailable`` (503) when no instance answers in time."""
         try:
-            reply = await bus.request(self.nc, subject, query_encoder.encode(query), REQUEST_TIMEOUT_SECONDS)
+            reply = await bus.request(self.nc, subject, query_encoder.encode(query), timeout)
         except NatsError:  # no responders, timeout, reconnecting
-            raise ApiError("persistence_unavailable") from None
+            raise ApiError(unavailable) from None
         status = (reply.headers or {}).get(ERROR_CODE_HEADER)
         if status == "400":
             raise ApiError("bad_request", "cursor")
         if status:
-            raise ApiError("persistence_unavailable")
+            raise ApiError(unavailable)
         return decoder.decode(reply.data)
 
 

@@ -26,6 +26,9 @@ class Registry:
         """The inboxes of every socket of one user (``user_key`` as in their subject)."""
         return [session.inbox for session in self._by_user.get(user_key, ())]
 
+    def sessions_of(self, user_id: str) -> list[Session]:
+        return list(self._by_user.get(user_token(user_id), ()))
+
     @property
     def sessions(self) -> list[Session]:
         return [s for sessions in self._by_user.values() for s in sessions]

@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from pam_shared import logs
 from pam_shared.auth import AuthError, Identity, authenticate
 from pam_shared.errors import ErrorCode, error_frame
-from pam_shared.protocol import FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTHORIZED, encoder
+from pam_shared.protocol import ERASED, FORBIDDEN, RATE_LIMITED, SERVICE_RESTART, UNAUTHORIZED, encoder
 from pam_shared.settings import GatewaySettings
 from starlette.websockets import WebSocket
 
 from pam_gateway import metrics, origins
+from pam_gateway.consent import PrivacyBook
 from pam_gateway.dialect import SEED, Dialect
 from pam_gateway.outbox import Outbox
 from pam_gateway.ratelimit import AttemptsPerMinute, SocketsPerUser
@@ -35,8 +36,11 @@ class Refusal(Exception):
 
 
 class Sockets:
-    def __init__(self, settings: GatewaySettings, registry: Registry, open_session: OpenSession) -> None:
+    def __init__(
+        self, settings: GatewaySettings, registry: Registry, book: PrivacyBook, open_session: OpenSession
+    ) -> None:
         self.settings = settings
+        self.book = book
         self.registry = registry
         self.open_session = open_session
         self.attempts = AttemptsPerMinute(settings.ip_connects_per_minute)
@@ -72,6 +76,8 @@ class Sockets:
             identity = await authenticate(websocket.query_params.get("token"), path_user_id, self.settings.auth)
         except AuthError as exc:
             raise Refusal(exc.code, FORBIDDEN if exc.code == "user_mismatch" else UNAUTHORIZED) from None
+        if self.book.erasing(identity.user_id):
+            raise Refusal("erasing", ERASED)
         if not self.user_sockets.acquire(identity.user_id):
             metrics.rate_limited.labels("user_sockets").inc()
             raise Refusal("connection_limited", RATE_LIMITED)

@@ -64,7 +64,8 @@ class Voice:
             return _refusal("voice_invalid", "nothing to speak once the voice cues are removed")
         voice = body.voice.lower() if body.voice and body.voice.lower() in SPEECH_VOICES else None
         speed = min(4.0, max(0.25, body.speed_factor or 1.0))
-        return await self._spoken(SpeechRequest(text=text, voice=voice, speed=speed), truncated)
+        owner = identity.user_id if identity is not None and not identity.demo else ""
+        return await self._spoken(SpeechRequest(text=text, voice=voice, speed=speed, user_id=owner), truncated)
 
     async def _identity(self, request: Request) -> Identity | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.micro.request import Request
 from nats.micro.service import Service
 from pam_shared import logs
+from pam_shared.background import survive
+from pam_shared.erasure import erasing_decoder
 from pam_shared.internal import (
     CancelReply,
     CancelRequest,
@@ -42,6 +45,8 @@ from pam_orchestrator.replies import ReplyStream
 log = logging.getLogger("pam.orchestrator.control")
 
 FORWARD_TIMEOUT_SECONDS = 2.0
+ERASING_WAIT_SECONDS = 8.0
+"""How long an erasure waits here for the user's stopped answers to end (their last writes)."""
 
 
 class Control:
@@ -54,12 +59,24 @@ class Control:
 
     async def start(self, replicas: int, service: Service, queue_group: str) -> None:
         await self.holds.start(replicas)
+        await self.nc.subscribe(self.names.erasing, cb=self.on_erasing)
         await service.add_endpoint(
             name="cancel", subject=self.names.chat_cancel, queue_group=queue_group, handler=self.on_cancel
         )
         await service.add_endpoint(
             name="cancel-here", subject=self.names.cancel_at(self.instance), handler=self.on_stop
         )
+
+    async def on_erasing(self, msg: Msg) -> None:
+        """A user is being erased: stop their chats here, wait until each has ended (its last
+        write done, so nothing of theirs is written after the erasure's purge), and say so."""
+        with survive("orchestrator-erasures", "erasure"):
+            erasing = erasing_decoder.decode(msg.data)
+            stopped = set() if erasing.done else self.answers.stop_all(erasing.user_id)
+            if stopped:
+                await asyncio.wait(stopped, timeout=ERASING_WAIT_SECONDS)
+                log.info("stopped %d chats of a user being erased", len(stopped), extra={"marker": logs.OK})
+            await msg.respond(self.instance.encode())
 
     @contextlib.asynccontextmanager
     async def turn(self, chat: ChatRequest, replies: ReplyStream) -> AsyncIterator[Answering | None]:

@@ -60,6 +60,14 @@ class Answers:
             if self._by_id.get((answering.chat.user_id, message_id)) is answering:
                 del self._by_id[(answering.chat.user_id, message_id)]
 
+    def stop_all(self, user_id: str) -> set[asyncio.Task[None]]:
+        """Stop every chat of ``user_id`` here (a user being erased); the tasks to wait for."""
+        mine = {a for (user, _), a in self._by_id.items() if user == user_id and a.task is not asyncio.current_task()}
+        for answering in mine:
+            answering.stopped = True
+            answering.task.cancel()
+        return {a.task for a in mine}
+
     def stop(self, user_id: str, message_id: str) -> CancelStatus:
         """Stop ``user_id``'s chat named ``message_id`` if it runs here and has not ended."""
         answering = self._by_id.get((user_id, message_id))

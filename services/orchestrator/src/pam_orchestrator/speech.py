@@ -31,7 +31,7 @@ from pam_shared.internal import (
     speech_request_decoder,
 )
 from pam_shared.settings import SpeechSettings
-from pam_shared.subjects import Subjects
+from pam_shared.subjects import Subjects, user_token
 
 log = logging.getLogger("pam.orchestrator.speech")
 
@@ -127,8 +127,10 @@ class Speech:
 
 
 def _key(wanted: SpeechRequest, default_voice: str, model: str) -> str:
+    """The user's token first (an erasure purges their audio alone), then what was spoken how."""
     spoken = f"{model}\n{wanted.voice or default_voice}\n{wanted.speed:.2f}\n{wanted.text}"
-    return hashlib.sha256(spoken.encode()).hexdigest()
+    owner = user_token(wanted.user_id) if wanted.user_id else "anyone"
+    return f"{owner}.{hashlib.sha256(spoken.encode()).hexdigest()}"
 
 
 def _duration(audio: bytes) -> float:

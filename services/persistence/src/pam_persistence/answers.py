@@ -35,6 +35,10 @@ UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Int
 """The database, or NATS (a mirror, a purge), cannot do it now."""
 
 
+class Forbidden(Exception):
+    """The request may not be served to whoever sent it (403)."""
+
+
 class Answers:
     def __init__(self, pool: asyncpg.Pool, gap: timedelta) -> None:
         self.pool = pool
@@ -64,6 +68,9 @@ async def answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Cal
         reply = await read(query)
     except reads.BadCursor:
         await request.respond_error("400", "bad cursor")
+        return
+    except Forbidden as exc:
+        await request.respond_error("403", f"not allowed: {exc}")
         return
     except UNAVAILABLE as exc:
         log.warning("%s unanswered: %s", request.subject, describe(exc), extra={"marker": logs.ERROR})

@@ -8,6 +8,8 @@ and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
     <namespace>.persistence.messages       one conversation's messages (gateway read API)
     <namespace>.persistence.analytics      activity summary (gateway read API, admins)
     <namespace>.persistence.privacy        a user's privacy settings, read or changed (gateway)
+    <namespace>.persistence.delete_conversation  erase one of a user's conversations (gateway)
+    <namespace>.privacy.erase              erase a user everywhere (gateway, operators' pipelines)
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from nats.micro.service import Service
 from pam_shared import __version__, bus, debugging, jetstream, lifecycle, logs, privacy
 from pam_shared.background import Tasks
 from pam_shared.journal import ensure_stream
-from pam_shared.settings import PersistenceSettings, load_persistence_settings
+from pam_shared.settings import (
+    AuthSettings,
+    ConfigError,
+    PersistenceSettings,
+    load_auth_settings,
+    load_persistence_settings,
+)
 
 from pam_persistence import consent, db
 from pam_persistence.answers import Answers
+from pam_persistence.erasure import Eraser
 from pam_persistence.store import Keeping
 from pam_persistence.writer import Writer
 
@@ -64,6 +73,7 @@ class Persistence:
         answers = Answers(self.pool, self.gap)
         mirror = await jetstream.ensure_bucket(js, privacy.bucket_config(names, replicas))
         choices = consent.Choices(self.pool, mirror, settings.privacy_default)
+        eraser = Eraser(self.nc, self.pool, names, _token_checks(), salt)
         self.service = await add_service(
             self.nc,
             name=names.persistence_service,
@@ -77,6 +87,8 @@ class Persistence:
             ("messages", names.conversation_messages, answers.messages),
             ("analytics", names.analytics_summary, answers.analytics),
             ("privacy", names.privacy, choices.handle),
+            ("erase", names.erase, eraser.on_erase),
+            ("delete-conversation", names.delete_conversation, eraser.on_conversation),
         ):
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler
@@ -107,6 +119,16 @@ class Persistence:
                 await asyncio.wait_for(self.pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:
                 self.pool.terminate()
+
+
+def _token_checks() -> AuthSettings | None:
+    """How erasure requests' tokens are checked; None (every one refused) when persistence was
+    given no JWT_SECRET or SUPABASE_URL in production."""
+    try:
+        return load_auth_settings()
+    except ConfigError as exc:
+        log.warning("erasure requests will be refused: %s", exc)
+        return None
 
 
 def main() -> None:
