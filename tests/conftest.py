@@ -121,6 +121,8 @@ def stack(service_env: dict[str, str], namespace: str, nats_url: str, tmp_path: 
             f"KV_{names.turns_bucket}",
             f"KV_{names.answering_bucket}",
             f"KV_{names.budget_bucket}",
+            f"KV_{names.privacy_bucket}",
+            f"KV_{names.speech_bucket}",
         )
         asyncio.run(cleanup.delete_streams(nats_url, *streams))  # warns, never fails the test
 
