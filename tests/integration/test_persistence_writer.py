@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 import pytest
-from pam_shared.privacy import Privacy
 from pam_persistence import db as database
 from pam_persistence import store
+from pam_shared.privacy import Privacy
 from support.persistence import (
     analytics_event,
     answer,
