@@ -16,6 +16,7 @@ import msgspec
 from pam_shared import wheels
 from pam_shared.errors import ERRORS
 from pam_shared.protocol import (
+    ERASED,
     FORBIDDEN,
     RATE_LIMITED,
     SERVICE_RESTART,
@@ -215,6 +216,7 @@ CLOSE_CODES = [
     (UNAUTHORIZED, "The token is missing, invalid or expired (an `error` frame says which first)."),
     (FORBIDDEN, "The token's user is not the user in the URL (`user_mismatch`)."),
     (RATE_LIMITED, "Too many sockets for this user, or connection attempts from this IP (`connection_limited`)."),
+    (ERASED, "The user was erased (`DELETE /api/v1/users/me`); sockets opened while it runs get it too (`erasing`)."),
 ]
 
 
