@@ -8,12 +8,18 @@ gateway within milliseconds of being made: before its next chat.
 
 from __future__ import annotations
 
+import time
+
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pam_shared import jetstream
 from pam_shared.background import Tasks, survive
 from pam_shared.privacy import Privacy, bucket_config, privacy_decoder
 from pam_shared.subjects import Subjects, user_token
+
+ERASING_AT_MOST_SECONDS = 120.0
+"""A user's chats are refused this long at most while they are erased (persistence gives up on an
+erasure after a minute; one that dies midway must not lock the user out)."""
 
 
 class PrivacyBook:
@@ -22,7 +28,8 @@ class PrivacyBook:
     def __init__(self, js: JetStreamContext, names: Subjects, default: Privacy) -> None:
         self.js, self.names, self.default = js, names, default
         self._known: dict[str, Privacy] = {}
-        self._erasing: set[str] = set()
+        self._erasing: dict[str, float] = {}
+        """Users being erased, until when at the latest (should the erasure's end never come)."""
         self._kv: KeyValue | None = None
         self._watcher: KeyValue.KeyWatcher | None = None
 
@@ -45,7 +52,8 @@ class PrivacyBook:
 
     def erasing(self, user_id: str) -> bool:
         """Whether the user is being erased: their chats and sockets are refused meanwhile."""
-        return user_token(user_id) in self._erasing
+        until = self._erasing.get(user_token(user_id))
+        return until is not None and time.monotonic() < until
 
     def erase(self, user_id: str, done: bool) -> None:
         """A user's erasure begins (``done`` False) or has ended: either way they have no entry
@@ -53,9 +61,9 @@ class PrivacyBook:
         token = user_token(user_id)
         self._known.pop(token, None)
         if done:
-            self._erasing.discard(token)
+            self._erasing.pop(token, None)
         else:
-            self._erasing.add(token)
+            self._erasing[token] = time.monotonic() + ERASING_AT_MOST_SECONDS
 
     async def close(self) -> None:
         if self._watcher is not None:
