@@ -5,23 +5,10 @@ from __future__ import annotations
 import httpx
 import nats
 from pam_shared.subjects import Subjects
-from prometheus_client.parser import text_string_to_metric_families
 from support.client import PamClient
+from support.metrics import scrape, value
 from support.processes import free_port
 from support.tokens import token
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(url, timeout=5).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_gateway_metrics_count_connections_frames_errors_and_latency(stack):

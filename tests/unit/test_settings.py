@@ -4,6 +4,7 @@ from pam_shared.settings import (
     load_gateway_settings,
     load_orchestrator_settings,
     load_persistence_settings,
+    load_retention_settings,
 )
 
 DATABASE = {"DATABASE_URL": "postgresql://pam@db/pam"}
@@ -123,3 +124,40 @@ def test_model_endpoints_are_openai_first_then_pam_models_in_order():
 def test_a_bad_model_endpoint_stops_the_orchestrator_with_one_line(models, message):
     with pytest.raises(ConfigError, match=message):
         load_orchestrator_settings({"PAM_MODELS": models})
+
+
+def test_retention_defaults_keep_a_year_and_fences_two_weeks_and_persistence_carries_them():
+    retention = load_retention_settings({})
+    assert (retention.days, retention.erasure_fence_days) == (365, 14)
+    assert (retention.interval_seconds, retention.batch) == (3600.0, 1000)
+    assert not retention.keeps_forever
+    assert load_persistence_settings(DATABASE).retention == retention
+
+
+def test_retention_is_read_from_its_variables_and_zero_days_keeps_forever():
+    env = {
+        "PAM_RETENTION_DAYS": "0",
+        "PAM_ERASURE_FENCE_DAYS": "30",
+        "PAM_RETENTION_INTERVAL_SECONDS": "0.5",
+        "PAM_RETENTION_BATCH": "7",
+    }
+    retention = load_persistence_settings({**DATABASE, **env}).retention
+    assert (retention.days, retention.erasure_fence_days) == (0, 30) and retention.keeps_forever
+    assert (retention.interval_seconds, retention.batch) == (0.5, 7)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PAM_RETENTION_DAYS", "0.5", "whole number"),  # cut to 0 it would keep forever
+        ("PAM_RETENTION_DAYS", "-1", "between 0 and 36500"),
+        ("PAM_RETENTION_DAYS", "a year", "a number"),
+        ("PAM_ERASURE_FENCE_DAYS", "0", "between 1 and 36500"),
+        ("PAM_RETENTION_INTERVAL_SECONDS", "0", "between 0.1 and 604800"),
+        ("PAM_RETENTION_BATCH", "0", "between 1 and 100000"),
+        ("PAM_RETENTION_BATCH", "2.5", "whole number"),
+    ],
+)
+def test_a_bad_retention_value_stops_persistence_naming_its_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=f"^{variable} must be .*{message}"):
+        load_persistence_settings({**DATABASE, variable: value})

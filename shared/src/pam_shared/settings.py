@@ -207,12 +207,30 @@ class OrchestratorSettings(Settings):
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long persistence keeps what users leave behind; its retention loop deletes the rest."""
+
+    days: int
+    """Conversations, messages, analytics and dead letters older than this go; 0 keeps them forever."""
+    erasure_fence_days: int
+    """How long an erasure fence (``erasures``) outlives the erasure; kept whatever ``days`` says."""
+    interval_seconds: float
+    batch: int
+    """Rows per DELETE: each batch is its own short transaction."""
+
+    @property
+    def keeps_forever(self) -> bool:
+        return self.days == 0
+
+
+@dataclass(frozen=True)
 class PersistenceSettings(Settings):
     database_url: str
     persist_batch_size: int
     persist_flush_ms: float
     conversation_idle_minutes: float
     db_pool_size: int
+    retention: RetentionSettings
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -390,7 +408,27 @@ def load_persistence_settings(env: Mapping[str, str] | None = None) -> Persisten
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
         conversation_idle_minutes=_idle_minutes(read),
         db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
+        retention=load_retention_settings(read.env),
     )
+
+
+def load_retention_settings(env: Mapping[str, str] | None = None) -> RetentionSettings:
+    """Days at most a century (so a cutoff is always a date); an erasure fence lasts a day at least."""
+    read = _Reader(os.environ if env is None else env)
+    return RetentionSettings(
+        days=_whole(read, "PAM_RETENTION_DAYS", 365, low=0, high=36_500),
+        erasure_fence_days=_whole(read, "PAM_ERASURE_FENCE_DAYS", 14, low=1, high=36_500),
+        interval_seconds=read.number("PAM_RETENTION_INTERVAL_SECONDS", 3600.0, low=0.1, high=7 * 86400),
+        batch=_whole(read, "PAM_RETENTION_BATCH", 1000, low=1, high=100_000),
+    )
+
+
+def _whole(read: _Reader, name: str, default: int, low: int, high: int) -> int:
+    """A count refused unless whole: ``PAM_RETENTION_DAYS=0.5`` cut to 0 would mean keep forever."""
+    value = read.number(name, default, low=low, high=high)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {read.env[name].strip()!r}")
+    return int(value)
 
 
 def _environment(read: _Reader) -> str:

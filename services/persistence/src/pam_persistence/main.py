@@ -1,7 +1,8 @@
 """``pam-persistence``: the only writer of PostgreSQL, fed through NATS JetStream.
 
 It consumes the events stream through the durable pull consumer every instance shares,
-and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
+deletes what is older than ``PAM_RETENTION_DAYS`` (``retention``), and answers, as the
+``nats.micro`` service ``<namespace>-persistence``:
 
     <namespace>.persistence.history        the last turns of a conversation (orchestrator)
     <namespace>.persistence.conversations  a user's conversations (gateway read API)
@@ -37,6 +38,7 @@ from pam_shared.settings import (
 from pam_persistence import consent, db
 from pam_persistence.answers import Answers
 from pam_persistence.erasure import Eraser
+from pam_persistence.retention import Retention
 from pam_persistence.store import Keeping
 from pam_persistence.writer import Writer
 
@@ -55,6 +57,7 @@ class Persistence:
         self.pool: asyncpg.Pool | None = None
         self.service: Service | None = None
         self.writer: Writer | None = None
+        self.retention: Retention | None = None
         self.debug_switch: Subscription | None = None
 
     async def start(self) -> None:
@@ -70,6 +73,8 @@ class Persistence:
             self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap, keeping
         )
         await self.writer.start(self.tasks, replicas)
+        self.retention = Retention(self.pool, settings.retention)
+        self.retention.start(self.tasks)
         answers = Answers(self.pool, self.gap)
         mirror = await jetstream.ensure_bucket(js, privacy.bucket_config(names, replicas))
         choices = consent.Choices(self.pool, mirror, settings.privacy_default)
@@ -111,6 +116,8 @@ class Persistence:
             await self.service.stop()
         if self.writer is not None:
             await self.writer.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.tasks.stop()
         if self.nc is not None:
             await self.nc.drain()

@@ -16,3 +16,6 @@ write_seconds = Histogram(
 consumer_lag = Gauge("pam_persistence_consumer_lag", "Events waiting in the stream behind the last batch pulled")
 dead_lettered = Counter("pam_persistence_dead_lettered_total", "Events parked in dead_letters")
 erasures = Counter("pam_persistence_erasures_total", "Users erased (every place their data lived)")
+retention_rows_removed = Counter(
+    "pam_persistence_retention_rows_removed_total", "Rows retention deleted for their age, by table", ["table"]
+)
