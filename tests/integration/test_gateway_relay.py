@@ -72,6 +72,18 @@ async def test_an_answer_is_routed_to_the_socket_that_asked(nc, names, relay):
     assert relay.pending == {}
 
 
+async def test_a_last_chunk_riding_with_the_end_reaches_the_socket_as_its_own_frame_first(nc, names, relay):
+    async def answers(msg: Msg) -> None:
+        headers = {**END, subjects.LEADING_CHUNK_HEADER: "1", subjects.EVENT_ID_HEADER: "7"}
+        await nc.publish(msg.reply, b'{"type":"chat_chunk","n":1}\n{"type":"chat_response","n":2}', headers=headers)
+
+    await worker(nc, names, answers)
+    socket = Socket(relay.kept)
+    await relay.send(socket.inbox, "chat-1", b"{}", "m1", TRACE)
+    chunk, end = await socket.next(), await socket.next()
+    assert (chunk, end) == ({"type": "chat_chunk", "n": 1}, {"event_id": 7, "type": "chat_response", "n": 2})
+
+
 async def test_no_orchestrator_is_an_immediate_kept_error(nc, names, relay):
     socket = Socket(relay.kept)
     await relay.send(socket.inbox, "chat-1", b"{}", "m1", TRACE)

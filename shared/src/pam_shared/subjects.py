@@ -22,6 +22,10 @@ EVENT_ID_HEADER = "Pam-Event-Id"
 CHAT_ID_HEADER = "Pam-Chat-Id"
 """On a user-subject copy of an answer's frame: the chat it answers."""
 
+LEADING_CHUNK_HEADER = "Pam-Leading-Chunk"
+"""On a reply carrying a lasting frame: the payload is the answer's last ``chat_chunk``, a
+newline, then that frame (one message instead of two; JSON frames hold no raw newline)."""
+
 RESTART_HEADER = "Pam-Restart"
 """On a chat request: an earlier worker streamed part of this answer, then died."""
 

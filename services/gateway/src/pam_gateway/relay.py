@@ -3,7 +3,8 @@
 Each gateway instance owns one wildcard subscription, ``<ns>.reply.<gateway_id>.>``;
 the last subject token is the reply id (one per attempt at a chat), which finds the
 socket to forward to.
-Reply payloads are already client frames, so they are forwarded without decoding.
+Reply payloads are already client frames, so they are forwarded without decoding (a lasting
+frame may come led by the answer's last chunk in the same message: ``Pam-Leading-Chunk``).
 
 Orchestrators send progress while the model is quiet, so silence means a lost
 worker.  Unless the worker kept its answer's end before it died (then that end is
@@ -149,7 +150,11 @@ class Relay:
         if not pending.streamed:
             pending.streamed = True
             metrics.first_chunk.observe(pending.last_seen - pending.started)
-        pending.recipient.deliver(msg.data, event_id)
+        data = msg.data
+        if headers and subjects.LEADING_CHUNK_HEADER in headers:
+            chunk, _, data = data.partition(b"\n")
+            pending.recipient.deliver(chunk, None)
+        pending.recipient.deliver(data, event_id)
         if ended:
             pending.recipient.answered(pending.chat_id)
 

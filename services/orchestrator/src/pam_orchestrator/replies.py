@@ -3,6 +3,9 @@
 Payloads are finished client frames, so the gateway forwards them untouched.  The
 last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` header;
 ``progress`` messages tell the gateway we are still working while the LLM is quiet.
+Deltas still waiting to be merged when a lasting frame goes out ride in its message, as a
+``chat_chunk`` before it (``Pam-Leading-Chunk``): the last chunk of an answer costs no
+message of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ log = logging.getLogger("pam.orchestrator.replies")
 
 END = {subjects.REPLY_KIND_HEADER: subjects.REPLY_END}
 PROGRESS = {subjects.REPLY_KIND_HEADER: subjects.REPLY_PROGRESS}
+LEADING = {subjects.LEADING_CHUNK_HEADER: "1"}
 
 
 Respond = Callable[[bytes, dict[str, str] | None], Awaitable[None]]
@@ -94,8 +98,14 @@ class ReplyStream:
         await self._send_chunk()
 
     async def _send_chunk(self) -> None:
+        frame = self._next_chunk()
+        if frame is not None:
+            await self._publish(frame)
+
+    def _next_chunk(self) -> bytes | None:
+        """The deltas not sent yet, as the next ``chat_chunk``; None when there are none."""
         if not self._unsent:
-            return
+            return None
         delta = "".join(self.parts[-self._unsent :])
         self._unsent = 0
         self._chunk_sent_at = time.monotonic()
@@ -109,24 +119,28 @@ class ReplyStream:
             restart=self.restart and self._seq == 0,
         )
         self._seq += 1
-        await self._publish(encoder.encode(frame))
+        return encoder.encode(frame)
 
     async def flush(self) -> None:
         """Send merged deltas still waiting; every other frame goes out after them."""
+        chunk = self._take_chunk()
+        if chunk is not None:
+            await self._publish(chunk)
+
+    def _take_chunk(self) -> bytes | None:
+        """The waiting deltas as a chunk, which its caller sends: no timer sends them now."""
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
-        await self._send_chunk()
+        return self._next_chunk()
 
     async def ui_actions(self, actions: list[UiAction]) -> None:
-        await self.flush()
         self.actions.extend(actions)
         frame = UiActions(actions=actions, message_id=self.message_id, reply_to=self.reply_to)
         await self._publish_kept(encoder.encode(frame))
 
     async def finish(self, text: str, intent: str, truncated: Cut | None = None) -> None:
         self.finished_at = time.time()  # before the client can see it, so its next chat sorts after
-        await self.flush()
         frame = ChatResponse(
             message=text,
             timestamp=now_iso(),
@@ -138,7 +152,6 @@ class ReplyStream:
         await self._publish_kept(encoder.encode(frame), end=True)
 
     async def fail(self, code: ErrorCode, details: object = None) -> None:
-        await self.flush()
         await self._publish_kept(encoder.encode(error_frame(code, details, self.reply_to)), end=True)
 
     async def progress(self) -> None:
@@ -149,8 +162,14 @@ class ReplyStream:
         await self._publish(encoder.encode(Queued(position=position, reply_to=self.reply_to)))
 
     async def _publish_kept(self, data: bytes, end: bool = False) -> None:
+        """Keep ``data`` for resume, then send it, led by the deltas still waiting, if any."""
+        chunk = self._take_chunk()
         headers = await self.keep(data)
-        await self._publish(data, {**headers, **END} if end else headers or None)
+        if end:
+            headers = {**headers, **END}
+        if chunk is not None:
+            data, headers = chunk + b"\n" + data, {**headers, **LEADING}
+        await self._publish(data, headers or None)
 
     async def _publish(self, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.last_sent = time.monotonic()

@@ -1,0 +1,55 @@
+"""One answer's reply stream: merged deltas, and the last chunk riding with a lasting frame."""
+
+from __future__ import annotations
+
+import json
+
+from pam_orchestrator.replies import ReplyStream
+from pam_shared import subjects
+from pam_shared.protocol import UiAction
+
+
+class Wire:
+    """What the stream publishes, and the frames it keeps."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, dict[str, str]]] = []
+        self.kept: list[bytes] = []
+
+    async def respond(self, data: bytes, headers: dict[str, str] | None) -> None:
+        self.sent.append((data, headers or {}))
+
+    async def keep(self, frame: bytes) -> dict[str, str]:
+        self.kept.append(frame)
+        return {subjects.EVENT_ID_HEADER: str(len(self.kept))}
+
+
+def frames(data: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in data.split(b"\n")]
+
+
+async def test_the_first_delta_goes_at_once_and_the_rest_ride_with_the_end():
+    wire = Wire()
+    replies = ReplyStream(wire.respond, "m1", wire.keep, window=60)
+    for delta in ("Hel", "lo ", "there"):
+        await replies.chunk(delta)
+    await replies.finish("Hello there", "general")
+
+    (first, _), (last, headers) = wire.sent
+    assert [f["delta"] for f in frames(first)] == ["Hel"]
+    chunk, end = frames(last)
+    assert (chunk["type"], chunk["delta"], chunk["seq"]) == ("chat_chunk", "lo there", 1)
+    assert (end["type"], end["message"]) == ("chat_response", "Hello there")
+    assert headers[subjects.LEADING_CHUNK_HEADER] == "1" and headers[subjects.REPLY_KIND_HEADER] == "end"
+    assert [json.loads(k)["type"] for k in wire.kept] == ["chat_response"]  # the chunk is not kept
+
+
+async def test_nothing_waiting_means_the_end_comes_alone():
+    wire = Wire()
+    replies = ReplyStream(wire.respond, "m1", wire.keep, window=0)
+    await replies.chunk("Hi")
+    await replies.ui_actions([UiAction(type="navigate", target="/wins")])
+    await replies.fail("llm_error")
+
+    assert [[f["type"] for f in frames(data)] for data, _ in wire.sent] == [["chat_chunk"], ["ui_actions"], ["error"]]
+    assert all(subjects.LEADING_CHUNK_HEADER not in headers for _, headers in wire.sent)
