@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from pam_gateway import origins, page, read_api, rest_chat
+from pam_gateway.export import Exports
 from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 from pam_gateway.rest_chat import RestChat
@@ -24,6 +25,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
     health = Health(gateway)
     rest = RestChat(gateway.nc, settings, gateway.path, gateway.kept)
     voice = Voice(gateway.nc, settings, gateway.voice_per_ip, gateway.voice_per_user)
+    api = read_api.ReadApi(gateway.nc, settings, gateway.budgets)
 
     async def user_socket(websocket: WebSocket) -> None:
         await gateway.sockets.serve(websocket, websocket.path_params["user_id"])
@@ -58,7 +60,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/api/health", health.liveness),
         Route("/api/health/detailed", health.detailed),
         Route("/api/health/ready", health.readiness),
-        *read_api.routes(gateway.nc, settings, gateway.budgets),
+        *read_api.routes(api),
+        *Exports(api, gateway.timers).routes(),
         *TimerRoutes(settings, gateway.timers).routes(),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),

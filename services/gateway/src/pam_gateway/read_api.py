@@ -46,13 +46,12 @@ class ApiError(Exception):
         self.code, self.detail = code, detail
 
 
-def routes(nc: Client, settings: GatewaySettings, budgets: Budgets) -> list[Route]:
-    api = ReadApi(nc, settings, budgets)
+def routes(api: ReadApi) -> list[Route]:
     return [
-        Route("/api/v1/usage", _guarded(api.usage)),
-        Route("/api/v1/conversations", _guarded(api.conversations)),
-        Route("/api/v1/conversations/{conversation_id}/messages", _guarded(api.messages)),
-        Route("/api/v1/analytics/summary", _guarded(api.analytics)),
+        Route("/api/v1/usage", guarded(api.usage)),
+        Route("/api/v1/conversations", guarded(api.conversations)),
+        Route("/api/v1/conversations/{conversation_id}/messages", guarded(api.messages)),
+        Route("/api/v1/analytics/summary", guarded(api.analytics)),
     ]
 
 
@@ -65,7 +64,7 @@ class ReadApi:
 
     async def usage(self, request: Request) -> Response:
         """The user's tokens spent this UTC day and month, their limits (null: none) and resets."""
-        identity = await self._identity(request)
+        identity = await self.identity(request)
         try:
             used = await self.budgets.usage(identity.user_id)
         except Exception:  # NATS trouble, a timeout
@@ -74,18 +73,18 @@ class ReadApi:
 
     async def conversations(self, request: Request) -> Response:
         """The user's conversations, most recently active first; ``?limit=&cursor=``."""
-        identity = await self._identity(request)
+        identity = await self.identity(request)
         query = ConversationsRequest(identity.user_id, _int(request, "limit", 20, 1, 100), _cursor(request))
-        reply = await self._ask(self.names.conversation_list, query, conversations_reply_decoder)
+        reply = await self.ask(self.names.conversation_list, query, conversations_reply_decoder)
         return _json(reply)
 
     async def messages(self, request: Request) -> Response:
         """One of the user's conversations, oldest message first; ``?limit=&cursor=``."""
-        identity = await self._identity(request)
+        identity = await self.identity(request)
         conversation_id = request.path_params["conversation_id"]
         limit = _int(request, "limit", 100, 1, 200)
         query = MessagesRequest(identity.user_id, conversation_id, limit, _cursor(request))
-        reply = await self._ask(self.names.conversation_messages, query, messages_reply_decoder)
+        reply = await self.ask(self.names.conversation_messages, query, messages_reply_decoder)
         if not reply.found:
             raise ApiError("not_found")
         body = {"conversation_id": conversation_id, "messages": reply.messages, "next_cursor": reply.next_cursor}
@@ -93,19 +92,19 @@ class ReadApi:
 
     async def analytics(self, request: Request) -> Response:
         """Messages per day, intent and error counts, latency percentiles; ``?days=`` (admins only)."""
-        if (await self._identity(request)).role not in ADMIN_ROLES:
+        if (await self.identity(request)).role not in ADMIN_ROLES:
             raise ApiError("forbidden")
         query = AnalyticsRequest(_int(request, "days", 30, 1, 366))
-        return _json(await self._ask(self.names.analytics_summary, query, analytics_reply_decoder))
+        return _json(await self.ask(self.names.analytics_summary, query, analytics_reply_decoder))
 
-    async def _identity(self, request: Request) -> Identity:
+    async def identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
             return await verify_token(token.strip() if scheme.lower() == "bearer" else None, self.settings.auth)
         except AuthError as exc:
             raise ApiError(exc.code) from None
 
-    async def _ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
+    async def ask(self, subject: str, query: msgspec.Struct, decoder: msgspec.json.Decoder[Any]) -> Any:
         """Persistence's answer to ``query``; 503 when no instance answers in time."""
         try:
             reply = await bus.request(self.nc, subject, query_encoder.encode(query), REQUEST_TIMEOUT_SECONDS)
@@ -119,7 +118,7 @@ class ReadApi:
         return decoder.decode(reply.data)
 
 
-def _guarded(handler: Handler) -> Handler:
+def guarded(handler: Handler) -> Handler:
     """Turn an ``ApiError`` into its JSON response."""
 
     async def endpoint(request: Request) -> Response:

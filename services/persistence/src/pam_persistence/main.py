@@ -7,6 +7,7 @@ and answers, as the ``nats.micro`` service ``<namespace>-persistence``:
     <namespace>.persistence.conversations  a user's conversations (gateway read API)
     <namespace>.persistence.messages       one conversation's messages (gateway read API)
     <namespace>.persistence.analytics      activity summary (gateway read API, admins)
+    <namespace>.persistence.export         a page of everything stored about a user (gateway export)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Persistence:
             self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap
         )
         await self.writer.start(self.tasks, replicas)
-        answers = Answers(self.pool, self.gap)
+        answers = Answers(self.pool, self.gap, self.nc.max_payload)
         self.service = await add_service(
             self.nc,
             name=names.persistence_service,
@@ -70,6 +71,7 @@ class Persistence:
             ("conversations", names.conversation_list, answers.conversations),
             ("messages", names.conversation_messages, answers.messages),
             ("analytics", names.analytics_summary, answers.analytics),
+            ("export", names.export, answers.export),
         ):
             await self.service.add_endpoint(
                 name=name, subject=subject, queue_group=names.persistence_service, handler=handler
