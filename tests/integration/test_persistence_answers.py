@@ -142,4 +142,8 @@ async def test_each_instance_registers_with_nats_micro(database_url, nc, names, 
         "conversations": names.conversation_list,
         "messages": names.conversation_messages,
         "analytics": names.analytics_summary,
+        "export": names.export,
+        "privacy": names.privacy,
+        "erase": names.erase,
+        "delete-conversation": names.delete_conversation,
     }

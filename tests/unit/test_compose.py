@@ -108,10 +108,13 @@ def test_by_default_a_service_runs_in_production_without_demo_sessions(compose, 
 
 @pytest.mark.parametrize("unset", [{}, {"JWT_SECRET": ""}])
 def test_without_jwt_secret_only_the_gateway_stops_naming_it(compose, unset):
-    """Compose interpolates for every command (ps, logs, down): only the gateway's start needs the secret."""
+    """Compose interpolates for every command (ps, logs, down): only the gateway's start needs the
+    secret; persistence checks erasure requests' tokens with it, and without it refuses them."""
     with pytest.raises(ConfigError, match=r"JWT_SECRET is required when ENVIRONMENT=production"):
         load_gateway_settings(_environment(compose, "gateway", unset))
-    for name in APP_SERVICES - {"gateway"}:  # only the gateway checks tokens
+    persistence = _environment(compose, "persistence", unset)
+    assert persistence.get("JWT_SECRET", "") == "" and LOADERS["persistence"](persistence).is_production
+    for name in APP_SERVICES - {"gateway", "persistence"}:  # they check no tokens
         assert "JWT_SECRET" not in _environment(compose, name, unset)
     assert "${JWT_SECRET:?" not in (ROOT / "compose.yaml").read_text()
 

@@ -52,6 +52,8 @@ class PeriodUse(msgspec.Struct):
 
 
 class Usage(msgspec.Struct):
+    """A user's spend this UTC day and this UTC month (``GET /api/v1/usage``)."""
+
     day: PeriodUse
     month: PeriodUse
 

@@ -37,6 +37,8 @@ ErrorCode = Literal[
     "bad_request",
     "persistence_unavailable",
     "usage_unavailable",
+    "export_in_progress",
+    "export_unavailable",
     "busy",
     "nothing_to_cancel",
     "not_in_conversation",
@@ -88,6 +90,8 @@ ERRORS: dict[ErrorCode, Problem] = {
         "Conversation history is not available right now. Please try again shortly.", 503
     ),
     "usage_unavailable": Problem("Your usage is not available right now. Please try again shortly.", 503),
+    "export_in_progress": Problem("An export of your data is already running. Try again once it has finished.", 409),
+    "export_unavailable": Problem("Your data cannot be exported right now. Please try again shortly.", 503),
     "busy": Problem("PAM is still answering your last message. Send this one again when it has finished.", 409),
     "nothing_to_cancel": Problem("There is no answer of yours with that id to stop: it has ended, or never was.", 404),
     "not_in_conversation": Problem(

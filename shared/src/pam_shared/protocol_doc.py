@@ -14,7 +14,9 @@ from typing import Any
 import msgspec
 
 from pam_shared import wheels
+from pam_shared.erasure import ConversationErased, Erased
 from pam_shared.errors import ERRORS
+from pam_shared.privacy import Privacy
 from pam_shared.protocol import (
     ERASED,
     FORBIDDEN,
@@ -25,6 +27,7 @@ from pam_shared.protocol import (
     ClientFrame,
     ServerFrame,
 )
+from pam_shared.read_api import Export
 
 INTRO = """\
 # PAM WebSocket protocol
@@ -203,6 +206,59 @@ seed's paths; underneath, sessions, limits, resume and persistence are shared.
 - CORS for these endpoints and the socket's `Origin` check both follow `PAM_ALLOWED_ORIGINS`.
 """
 
+EXPORT_INTRO = """## Export: everything PAM holds about a user
+
+`GET /api/v1/users/me/export` with `Authorization: Bearer JWT` downloads one JSON document
+(`Content-Disposition: attachment; filename="pam-export-<UTC time>.json"`, `Cache-Control:
+no-store`), an `Export` below: the user's privacy settings as stored, their token usage (what
+`GET /api/v1/usage` shows), their pending timers, every stored conversation (oldest first, by
+`started_at`) with all its messages (oldest first) and branches, and their analytics rows.
+Each message has its place in the conversation's tree as the read API gives it (`parent_id`,
+`siblings`, `current`), how an answer ended (`state`) and, for an edited message, the one it
+replaces (`edit_of`). The demo token is refused as by the rest of the read API (401
+`token_invalid`): a demo session has nothing stored.
+
+The document is streamed (chunked) while the gateway reads it from persistence a page at a
+time, so the first bytes come at once and no whole history is held anywhere; a message stored
+while an export runs may or may not be in it. One export per user at a time on a gateway:
+another is refused with 409 `export_in_progress`. Before the download starts, a failure is a
+plain error: 503 `persistence_unavailable` when persistence does not answer, 503
+`export_unavailable` when usage or timers cannot be read. Once it has started, should
+persistence stop answering, the response ends without its final chunk and the connection is
+closed: the client sees the transfer fail (curl exits 18, "transfer closed with outstanding
+read data remaining"; httpx raises `RemoteProtocolError`; a browser marks the download failed)
+and what arrived is not valid JSON. A cut-off export is never a shorter valid document; ask again.
+
+Not in it: copies that live only minutes for delivery (the recent turns orchestrators keep for
+`PAM_CONVERSATION_IDLE_MINUTES`, answers kept for resume) and events persistence could not store
+(`dead_letters`, kept raw for operators).
+"""
+
+PRIVACY_INTRO = """## Privacy: settings and erasure
+
+Every call carries `Authorization: Bearer JWT`; the place of every copy of a user's data, and
+how long it stays, is in [privacy.md](privacy.md).
+
+- `GET /api/v1/users/me/privacy` answers a `Privacy`; `PUT` the same path with either field or
+  both changes them (a field left out keeps its value; an unknown field or a non-boolean is 400
+  `bad_request`) and answers the settings now in force. The next chat on any gateway obeys them.
+- `DELETE /api/v1/conversations/{id}` erases one of the user's conversations: 200 with a
+  `ConversationErased`, 404 `not_found` for one that is not theirs.
+- `DELETE /api/v1/users/me` erases everything PAM holds about the user, everywhere: 200 with an
+  `Erased`. Their sockets are closed with `4410` first, and while it runs their new sockets get
+  `4410` and their chats the `erasing` error (409). Repeating it is harmless (it finds nothing).
+  503 `erasure_unavailable` when persistence cannot do it now.
+- Operators' account-deletion pipelines send the same as a NATS request to
+  `<namespace>.privacy.erase`, `{"token": JWT, "user_id": "..."}`: a token whose `role` is
+  `service_role` or `admin` may name any user, any other token only its own. The reply is an
+  `Erased`, or a `Nats-Service-Error-Code` header: 403 (the token may not), 400, 503.
+"""
+
+PRIVACY_TYPES = (Privacy, Erased, ConversationErased)
+
+EXPORT_TYPES = ("Export", "PrivacyRecord", "Usage", "PeriodUse", "Timer", "ExportedConversation", "ExportedMessage",
+                "AnalyticsRecord")  # fmt: skip
+
 ERRORS_OUTRO = """\
 Every code comes from one typed table (`pam_shared.errors`); REST error bodies carry the same
 `error`/`error_code`, `message` and `details` as the socket's `error` frame, with the status above.
@@ -234,8 +290,20 @@ def render() -> str:
     parts.append(_table("Error codes", ("code", "HTTP status (REST)", "message"), errors))
     parts.append(ERRORS_OUTRO)
     parts.append(_table("Close codes", ("code", "meaning"), [(f"`{c}`", m) for c, m in CLOSE_CODES]))
+    parts.append(_privacy())
+    parts.append(_export())
     parts.append(_wheels())
     return "\n".join(parts)
+
+
+def _privacy() -> str:
+    _, components = msgspec.json.schema_components(PRIVACY_TYPES, ref_template="{name}")
+    return "\n".join([PRIVACY_INTRO, *(_frame(components[t.__name__]) for t in PRIVACY_TYPES)])
+
+
+def _export() -> str:
+    _, components = msgspec.json.schema_components((Export,), ref_template="{name}")
+    return "\n".join([EXPORT_INTRO, *(_frame(components[name]) for name in EXPORT_TYPES)])
 
 
 def _wheels() -> str:

@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from pam_gateway import origins, page, read_api, rest_chat
+from pam_gateway.export import Exports
 from pam_gateway.gateway import Gateway
 from pam_gateway.health import Health
 from pam_gateway.privacy_routes import PrivacyRoutes
@@ -62,6 +63,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Route("/api/health/ready", health.readiness),
         *read_api.routes(api),
         *PrivacyRoutes(api, gateway.book).routes(),
+        *Exports(api, gateway.timers).routes(),
         *TimerRoutes(settings, gateway.timers).routes(),
         Route("/", page.index),
         Mount("/static", page.files, name="static"),

@@ -22,11 +22,12 @@ from pam_shared.internal import history_request_decoder
 from pam_shared.read_api import (
     analytics_request_decoder,
     conversations_request_decoder,
+    export_request_decoder,
     messages_request_decoder,
     query_encoder,
 )
 
-from pam_persistence import reads
+from pam_persistence import export, reads
 from pam_persistence.db import describe
 
 log = logging.getLogger("pam.persistence.answers")
@@ -40,9 +41,10 @@ class Forbidden(Exception):
 
 
 class Answers:
-    def __init__(self, pool: asyncpg.Pool, gap: timedelta) -> None:
+    def __init__(self, pool: asyncpg.Pool, gap: timedelta, max_payload: int) -> None:
         self.pool = pool
         self.gap = gap
+        self.export_page_bytes = min(export.PAGE_BYTES, max_payload // 4)
 
     async def history(self, request: Request) -> None:
         await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
@@ -55,6 +57,9 @@ class Answers:
 
     async def analytics(self, request: Request) -> None:
         await answer(request, analytics_request_decoder, lambda q: reads.analytics(self.pool, q))
+
+    async def export(self, request: Request) -> None:
+        await answer(request, export_request_decoder, lambda q: export.page(self.pool, q, self.export_page_bytes))
 
 
 async def answer(request: Request, decoder: msgspec.json.Decoder[Any], read: Callable[[Any], Awaitable[Any]]) -> None:

@@ -8,6 +8,7 @@ deletes what is older than ``PAM_RETENTION_DAYS`` (``retention``), and answers, 
     <namespace>.persistence.conversations  a user's conversations (gateway read API)
     <namespace>.persistence.messages       one conversation's messages (gateway read API)
     <namespace>.persistence.analytics      activity summary (gateway read API, admins)
+    <namespace>.persistence.export         a page of everything stored about a user (gateway export)
     <namespace>.persistence.privacy        a user's privacy settings, read or changed (gateway)
     <namespace>.persistence.delete_conversation  erase one of a user's conversations (gateway)
     <namespace>.privacy.erase              erase a user everywhere (gateway, operators' pipelines)
@@ -75,7 +76,7 @@ class Persistence:
         await self.writer.start(self.tasks, replicas)
         self.retention = Retention(self.pool, settings.retention)
         self.retention.start(self.tasks)
-        answers = Answers(self.pool, self.gap)
+        answers = Answers(self.pool, self.gap, self.nc.max_payload)
         mirror = await jetstream.ensure_bucket(js, privacy.bucket_config(names, replicas))
         choices = consent.Choices(self.pool, mirror, settings.privacy_default)
         eraser = Eraser(self.nc, self.pool, names, _token_checks(), salt)
@@ -91,6 +92,7 @@ class Persistence:
             ("conversations", names.conversation_list, answers.conversations),
             ("messages", names.conversation_messages, answers.messages),
             ("analytics", names.analytics_summary, answers.analytics),
+            ("export", names.export, answers.export),
             ("privacy", names.privacy, choices.handle),
             ("erase", names.erase, eraser.on_erase),
             ("delete-conversation", names.delete_conversation, eraser.on_conversation),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -34,6 +35,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _actions_decoder = msgspec.json.Decoder(list[UiAction])
 
+Placed = TypeVar("Placed", bound=StoredMessage)
+
 
 class BadCursor(ValueError):
     """A cursor this service did not make."""
@@ -52,21 +55,21 @@ async def history(pool: asyncpg.Pool, query: HistoryRequest, gap: timedelta) -> 
 
 async def conversations(pool: asyncpg.Pool, query: ConversationsRequest) -> ConversationsReply:
     """One page of the user's conversations, the most recently active first."""
-    after_at, after_key = _parse_cursor(query.cursor)
-    after_id = _uuid(after_key) if after_key is not None else None
+    after_at, after_key = parse_cursor(query.cursor)
+    after_id = as_uuid(after_key) if after_key is not None else None
     if after_key is not None and after_id is None:
         raise BadCursor(query.cursor)
     limit = max(1, min(query.limit, MAX_PAGE))
     rows = await pool.fetch(_CONVERSATIONS, query.user_id, after_at, after_id, limit + 1, timeout=READ_TIMEOUT_SECONDS)
     page = [Conversation(**{**row, "id": str(row["id"])}) for row in rows[:limit]]
     last = page[-1] if len(rows) > limit else None
-    return ConversationsReply(page, _cursor(last.last_activity_at, last.id) if last else None)
+    return ConversationsReply(page, cursor(last.last_activity_at, last.id) if last else None)
 
 
 async def messages(pool: asyncpg.Pool, query: MessagesRequest) -> MessagesReply:
     """One page of a conversation's messages, oldest first; not found unless it is the user's."""
-    after_at, after_id = _parse_cursor(query.cursor)
-    conversation_id = _uuid(query.conversation_id)
+    after_at, after_id = parse_cursor(query.cursor)
+    conversation_id = as_uuid(query.conversation_id)
     if conversation_id is None:
         return MessagesReply(found=False)
     limit = max(1, min(query.limit, MAX_PAGE))
@@ -75,10 +78,10 @@ async def messages(pool: asyncpg.Pool, query: MessagesRequest) -> MessagesReply:
         if not owned:
             return MessagesReply(found=False)
         rows = await conn.fetch(_MESSAGES, conversation_id, after_at, after_id, limit + 1, timeout=READ_TIMEOUT_SECONDS)
-        tree = Tree(await conn.fetch(_TREE, conversation_id, timeout=READ_TIMEOUT_SECONDS))
+        tree = await load_tree(conn, conversation_id)
     page = [tree.place(_stored_message(row)) for row in rows[:limit]]
     last = page[-1] if len(rows) > limit else None
-    return MessagesReply(True, page, _cursor(last.created_at, last.id) if last else None)
+    return MessagesReply(True, page, cursor(last.created_at, last.id) if last else None)
 
 
 def _stored_message(row: asyncpg.Record) -> StoredMessage:
@@ -118,10 +121,14 @@ class Tree:
             return self.parent[edited]
         return previous
 
-    def place(self, message: StoredMessage) -> StoredMessage:
+    def place(self, message: Placed) -> Placed:
         parent = self.parent.get(message.id)
         siblings = [m for m in self.children.get(parent, []) if m != message.id]
         return msgspec.structs.replace(message, parent_id=parent, siblings=siblings, current=message.id in self.current)
+
+
+async def load_tree(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> Tree:
+    return Tree(await conn.fetch(_TREE, conversation_id, timeout=READ_TIMEOUT_SECONDS))
 
 
 async def analytics(pool: asyncpg.Pool, query: AnalyticsRequest) -> AnalyticsReply:
@@ -143,11 +150,12 @@ async def analytics(pool: asyncpg.Pool, query: AnalyticsRequest) -> AnalyticsRep
     )
 
 
-def _cursor(at: datetime, key: str) -> str:
+def cursor(at: datetime, key: str) -> str:
+    """A row's place in a keyset order: its time and its id."""
     return f"{(at - EPOCH) // timedelta(microseconds=1)}.{key}"
 
 
-def _parse_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
+def parse_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
     if cursor is None:
         return None, None
     micros, _, key = cursor.partition(".")
@@ -157,7 +165,7 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
         raise BadCursor(cursor) from None
 
 
-def _uuid(text: str) -> uuid.UUID | None:
+def as_uuid(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
     except ValueError:
