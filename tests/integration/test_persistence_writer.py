@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 import pytest
-from pam_shared.privacy import Privacy
 from pam_persistence import db as database
 from pam_persistence import store
+from pam_shared.privacy import Privacy
 from support.persistence import (
     analytics_event,
     answer,
@@ -110,7 +110,9 @@ async def test_a_malformed_event_is_parked_and_acked_and_the_next_is_written(dat
 
     parked = await db.fetch("SELECT subject, data, error FROM dead_letters ORDER BY stream_seq")
     assert [row["data"][:9] for row in parked] == [b"{not json", b'{"kind": ', b'{"kind":"']
-    assert [row["subject"] for row in parked] == [names.event(k, "u1") for k in ("user_message", "analytics", "user_message")]
+    assert [row["subject"] for row in parked] == [
+        names.event(k, "u1") for k in ("user_message", "analytics", "user_message")
+    ]
     assert parked[0]["error"].startswith("malformed") and parked[1]["error"].startswith("malformed")
     assert parked[2]["error"].startswith("refused by PostgreSQL")
     assert await until(lambda: consumer_settled(js, names), bool)

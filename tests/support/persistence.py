@@ -99,7 +99,9 @@ async def publish(js: JetStreamContext, names: Subjects, *events: Event, dedupe:
     """Publish in order, with the event id as ``Nats-Msg-Id`` (``dedupe=False``: none, so a repeat is stored)."""
     for event in events:
         headers = {"Nats-Msg-Id": event.event_id} if dedupe else None
-        await js.publish(names.event(SUBJECT_KIND[type(event)], event.user_id), event_encoder.encode(event), headers=headers)
+        await js.publish(
+            names.event(SUBJECT_KIND[type(event)], event.user_id), event_encoder.encode(event), headers=headers
+        )
 
 
 async def count(db: asyncpg.Connection, table: str, where: str = "true", *args: object) -> int:
