@@ -1,7 +1,10 @@
 """One logging setup for every service.
 
 Development prints the seed's human format with its markers; production prints
-JSON lines.  Tokens are scrubbed from every line, including uvicorn's own.
+JSON lines.  Tokens and API keys are scrubbed from every line and traceback, including
+uvicorn's own.  That is the safety net: message texts and locations are never logged at all,
+and the libraries that would print them at debug level (every WebSocket frame, and the
+handshake's headers) are held at info.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ EVENTS = {
     RECONNECT: "reconnect",
 }
 _TOKEN = re.compile(
-    r"(token=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"((?:token|key)=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|\bsk-[A-Za-z0-9_-]{8,}"
 )
+CHATTY = ("websockets", "uvicorn.error")
+"""Loggers whose debug lines are every WebSocket frame (a chat's text, its location) and the
+handshake's headers: never below info.  uvicorn hands ``uvicorn.error`` to websockets."""
 
 
 def redact(text: str) -> str:
-    """Replace anything that looks like a token with ``***``."""
+    """Replace anything that looks like a token or an API key with ``***``."""
     return _TOKEN.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
 
 
@@ -96,7 +103,7 @@ class HumanFormatter(logging.Formatter):
         line = f"{stamp} {marker} {self.service} {record.getMessage()}"
         line = f"{line} {fields}" if fields else line
         if record.exc_info:
-            line = f"{line}\n{self.formatException(record.exc_info)}"
+            line = f"{line}\n{redact(self.formatException(record.exc_info))}"
         return line
 
 
@@ -118,7 +125,7 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update({k: getattr(record, k) for k in CONTEXT_FIELDS if hasattr(record, k)})
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -135,4 +142,5 @@ def setup_logging(service: str, instance: str, level: str, production: bool) -> 
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats", "websockets"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))  # its debug is every frame
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

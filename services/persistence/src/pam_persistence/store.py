@@ -7,17 +7,19 @@ docs/performance.md): this "stored-id check + COPY" costs a fraction of ``INSERT
 CONFLICT DO NOTHING`` from ``unnest`` arrays or from a COPY into a temporary table, needs no
 temporary table (so it works behind a transaction-mode pooler) and keeps a row per id.  Two
 instances writing the same event (a redelivery racing its first delivery) cannot both pass the
-check: the event's user is in both batches, and the users upsert that opens each transaction
-holds that row until commit, so the second one checks after the first committed (each
-statement sees what was committed before it began).  Were a duplicate ever to reach the COPY,
+check: the event's user is in both batches, and the per-user lock that opens each transaction
+(``consent.lock_users``) is held until commit, so the second one checks after the first
+committed (each statement sees what was committed before it began).  Were a duplicate ever to reach the COPY,
 the primary key would refuse it; the writer then writes the batch event by event, and the
 check skips the stored one.
 
 An ``Answer``'s analytics row shares its message's id and transaction, so a stored message
 means its analytics row is stored too; only old-style ``AnalyticsEvent`` ids are looked up.
 
-Each batch first upserts its users in id order; that row lock serializes instances
-writing for the same user, so two of them never start two conversations at once.
+Each batch first upserts the users of its messages in id order; that row lock serializes
+instances writing for the same user, so two of them never start two conversations at once.
+(Analytics alone touch no user row; the per-user lock ``consent.screen`` takes first
+serializes them.)
 """
 
 from __future__ import annotations
@@ -62,14 +64,12 @@ async def write(
     Returns the erased users whose events it dropped."""
     async with pool.acquire() as conn, conn.transaction():
         screened = await consent.screen(conn, events, keeping.salt, keeping.default)
-        await _write(conn, screened.events, Split.of(screened.events), parked, gap)
+        await _write(conn, Split.of(screened.events), parked, gap)
     return screened.fenced
 
 
-async def _write(
-    conn: asyncpg.Connection, events: Sequence[Event], split: Split, parked: Sequence[Parked], gap: timedelta
-) -> None:
-    await _touch_users(conn, events)
+async def _write(conn: asyncpg.Connection, split: Split, parked: Sequence[Parked], gap: timedelta) -> None:
+    await _touch_users(conn, split.messages)
     old = await _stored(conn, _IN_MESSAGES, [m.event_id for m in split.messages])
     old |= await _stored(conn, _IN_ANALYTICS, [e.event_id for e in split.analytics if isinstance(e, AnalyticsEvent)])
     fresh = [m for m in split.messages if m.event_id not in old]
@@ -82,13 +82,14 @@ async def _write(
     await _insert_parked(conn, parked)
 
 
-async def _touch_users(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+async def _touch_users(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
+    """The users whose messages are stored: analytics alone make no ``users`` row (a user who
+    keeps their conversations to themselves has none; anonymous analytics have no user)."""
     seen: dict[str, tuple[datetime, datetime]] = {}
-    for event in events:
-        at = moment(event.created_at)
-        first, last = seen.get(event.user_id, (at, at))
-        seen[event.user_id] = (min(first, at), max(last, at))
-    seen.pop("", None)  # anonymous analytics
+    for message in messages:
+        at = moment(message.created_at)
+        first, last = seen.get(message.user_id, (at, at))
+        seen[message.user_id] = (min(first, at), max(last, at))
     if seen:
         ids = sorted(seen)
         await conn.execute(_USERS, ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids])
