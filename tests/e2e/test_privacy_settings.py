@@ -10,6 +10,7 @@ handled every event of the user under test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -173,7 +174,7 @@ async def test_settings_read_back_as_changed_and_bad_changes_are_refused(two_gat
     for bad in ({"store_conversations": False, "sell_my_data": True}, {"analytics": "no"}, "{not json"):
         refused = await privacy(a, PRIVATE, bad)
         assert refused.status_code == 400, refused.text
-        assert refused.json()["error_code"] == "bad_request" and refused.json()["error"] == "bad_request"
+        assert refused.json()["error_code"] == "invalid_body" and refused.json()["error"] == "invalid_body"
         assert refused.json()["message"]
     unsigned = await privacy(a, PRIVATE, {"analytics": True}, jwt="not-a-token")
     assert unsigned.status_code == 401 and unsigned.json()["error_code"] == "token_invalid"
@@ -223,3 +224,21 @@ async def _entry(bucket, key: str) -> bytes | None:
         return (await bucket.get(key)).value
     except KeyNotFoundError:
         return None
+
+
+async def test_two_changes_at_once_each_keep_the_other_field(stack, database_url):
+    stack.persistence(DATABASE_URL=database_url)
+    gateway = stack.gateway()
+    user = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=gateway.http_url(""), timeout=10) as http:
+        headers = {"Authorization": f"Bearer {token(user)}"}
+        for _ in range(5):
+            both = await asyncio.gather(
+                http.put("/api/v1/users/me/privacy", json={"store_conversations": False}, headers=headers),
+                http.put("/api/v1/users/me/privacy", json={"analytics": False}, headers=headers),
+            )
+            assert [r.status_code for r in both] == [200, 200]
+            settings = (await http.get("/api/v1/users/me/privacy", headers=headers)).json()
+            assert settings == {"store_conversations": False, "analytics": False}
+            reset = {"store_conversations": True, "analytics": True}
+            assert (await http.put("/api/v1/users/me/privacy", json=reset, headers=headers)).json() == reset

@@ -51,6 +51,7 @@ ErrorCode = Literal[
     "voice_invalid",
     "erasing",
     "erasure_unavailable",
+    "invalid_body",
 ]
 
 
@@ -110,6 +111,7 @@ ERRORS: dict[ErrorCode, Problem] = {
     "voice_invalid": Problem("A voice request needs the answer's text in `text`.", 400),
     "erasing": Problem("Your data is being erased. Please try again in a moment.", 409),
     "erasure_unavailable": Problem("Your data cannot be erased right now. Please try again shortly.", 503),
+    "invalid_body": Problem("The request body is not valid: see `details` for what is wrong with it.", 400),
 }
 
 if missing := set(get_args(ErrorCode)) ^ ERRORS.keys():  # a code without words, or words without a code

@@ -21,16 +21,24 @@ class Privacy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     analytics: bool = True
 
 
+class PrivacyChange(msgspec.Struct, forbid_unknown_fields=True):
+    """A change of settings: a field left out keeps its value (``PUT /api/v1/users/me/privacy``)."""
+
+    store_conversations: bool | None = None
+    analytics: bool | None = None
+
+
 class PrivacyRequest(msgspec.Struct):
     """Gateway -> persistence: read a user's settings, or change them (``change``)."""
 
     user_id: str
-    change: Privacy | None = None
+    change: PrivacyChange | None = None
 
 
 privacy_encoder = msgspec.json.Encoder()
 privacy_decoder = msgspec.json.Decoder(Privacy)
 privacy_request_decoder = msgspec.json.Decoder(PrivacyRequest)
+privacy_change_decoder = msgspec.json.Decoder(PrivacyChange)
 
 
 def bucket_config(names: Subjects, replicas: int) -> KeyValueConfig:

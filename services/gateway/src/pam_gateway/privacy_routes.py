@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 from pam_shared.erasure import ConversationErase, EraseRequest, conversation_erased_decoder, erased_decoder
-from pam_shared.privacy import Privacy, PrivacyRequest, privacy_decoder
+from pam_shared.privacy import Privacy, PrivacyRequest, privacy_change_decoder, privacy_decoder
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,14 +23,6 @@ from pam_gateway.read_api import ApiError, ReadApi, guarded, json_response
 
 ERASE_TIMEOUT_SECONDS = 60.0
 """An erasure waits for every service to stop serving the user, then deletes and purges."""
-
-
-class PrivacyChange(msgspec.Struct, forbid_unknown_fields=True):
-    store_conversations: bool | msgspec.UnsetType = msgspec.UNSET
-    analytics: bool | msgspec.UnsetType = msgspec.UNSET
-
-
-_change_decoder = msgspec.json.Decoder(PrivacyChange)
 
 
 class PrivacyRoutes:
@@ -53,15 +45,10 @@ class PrivacyRoutes:
     async def change(self, request: Request) -> Response:
         identity = await self.api.identity(request)
         try:
-            change = _change_decoder.decode(await request.body())
+            change = privacy_change_decoder.decode(await request.body())
         except msgspec.DecodeError as exc:
-            raise ApiError("bad_request", str(exc)) from None
-        current = await self._ask(PrivacyRequest(identity.user_id))
-        wanted = Privacy(
-            store_conversations=_or(change.store_conversations, current.store_conversations),
-            analytics=_or(change.analytics, current.analytics),
-        )
-        chosen = await self._ask(PrivacyRequest(identity.user_id, wanted))
+            raise ApiError("invalid_body", str(exc)) from None
+        chosen = await self._ask(PrivacyRequest(identity.user_id, change))
         self.book.learn(identity.user_id, chosen)
         return json_response(chosen)
 
@@ -88,7 +75,3 @@ class PrivacyRoutes:
     async def _ask(self, query: PrivacyRequest) -> Privacy:
         reply: Privacy = await self.api.ask(self.names.privacy, query, privacy_decoder)
         return reply
-
-
-def _or(given: bool | msgspec.UnsetType, current: bool) -> bool:
-    return current if isinstance(given, msgspec.UnsetType) else given

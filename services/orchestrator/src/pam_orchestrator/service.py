@@ -206,7 +206,7 @@ class Orchestrator:
         headers = {tracing.TRACEPARENT: tracing.child_traceparent(traceparent)} if traceparent else None
         parent = recall.parent_id if recall else chat.chat_id
         for event in answer_events(chat, replies, outcome, engine, self.settings.instance_id, parent):
-            self.journal.record(event, headers)
+            self.journal.record(event, headers if event.user_id else None)  # an anonymous one keeps no trace
         if engine is not self.offline:
             await self._debit(chat, outcome)
 

@@ -22,7 +22,7 @@ import msgspec
 from nats.js.kv import KeyValue
 from nats.micro.request import Request
 from pam_shared.events import AnalyticsEvent, Answer, Event, analytics_of, anonymous
-from pam_shared.privacy import Privacy, PrivacyRequest, privacy_encoder, privacy_request_decoder
+from pam_shared.privacy import Privacy, PrivacyChange, PrivacyRequest, privacy_encoder, privacy_request_decoder
 from pam_shared.subjects import user_token
 
 from pam_persistence import answers
@@ -111,10 +111,24 @@ class Choices:
         if query.change is None:
             row = await self.pool.fetchrow(_CHOSEN_ONE, query.user_id)
             return Privacy(row["store_conversations"], row["analytics"]) if row else self.default
-        change = query.change
-        await self.pool.execute(_CHOOSE, query.user_id, change.store_conversations, change.analytics)
-        await self.mirror.put(user_token(query.user_id), privacy_encoder.encode(change))
-        return change
+        return await self._change(query.user_id, query.change)
+
+    async def _change(self, user_id: str, change: PrivacyChange) -> Privacy:
+        """Merge ``change`` into the stored settings and mirror the result, both under the row's
+        lock, so two changes at once neither lose a field nor reach the mirror out of order."""
+        default = self.default
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                _CHOOSE,
+                user_id,
+                change.store_conversations,
+                change.analytics,
+                default.store_conversations,
+                default.analytics,
+            )
+            chosen = Privacy(row["store_conversations"], row["analytics"])
+            await self.mirror.put(user_token(user_id), privacy_encoder.encode(chosen))
+        return chosen
 
 
 async def salt_of(pool: asyncpg.Pool) -> str:
@@ -125,7 +139,11 @@ async def salt_of(pool: asyncpg.Pool) -> str:
 _CHOSEN_ONE = "SELECT store_conversations, analytics FROM privacy_settings WHERE user_id = $1"
 
 _CHOOSE = """
-INSERT INTO privacy_settings (user_id, store_conversations, analytics, updated_at) VALUES ($1, $2, $3, now())
+INSERT INTO privacy_settings (user_id, store_conversations, analytics, updated_at)
+VALUES ($1, COALESCE($2::boolean, $4::boolean), COALESCE($3::boolean, $5::boolean), now())
 ON CONFLICT (user_id) DO UPDATE SET
-    store_conversations = EXCLUDED.store_conversations, analytics = EXCLUDED.analytics, updated_at = now()
+    store_conversations = COALESCE($2::boolean, privacy_settings.store_conversations),
+    analytics = COALESCE($3::boolean, privacy_settings.analytics),
+    updated_at = now()
+RETURNING store_conversations, analytics
 """
