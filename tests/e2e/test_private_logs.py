@@ -1,5 +1,5 @@
-"""What a chat prints, at debug level on every process, carries no message text, no token or
-key and no location, and neither does any metric label."""
+"""What a chat, an export and an erasure print, at debug level on every process, carries no
+message text, no token or key and no location, and neither does any metric label."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CONTEXT = {
 DEBUG = {"PAM_LOG_LEVEL": "debug"}
 
 
-async def test_a_chat_prints_no_message_token_key_or_location_at_debug_level(
+async def test_a_chat_an_export_and_an_erasure_print_no_message_token_key_or_location_at_debug_level(
     database_url, db, stack, llm_env, fake_openai
 ):
     ports = [free_port() for _ in range(3)]
@@ -42,8 +42,14 @@ async def test_a_chat_prints_no_message_token_key_or_location_at_debug_level(
         privacy = await http.get(
             gateway.http_url("/api/v1/users/me/privacy"), headers={"Authorization": f"Bearer {jwt}"}
         )
-    assert privacy.status_code == 200
-    await until(lambda: count(db, "messages"), lambda n: n == 5)  # persistence printed what it does with them
+        assert privacy.status_code == 200
+        await until(lambda: count(db, "messages"), lambda n: n == 5)  # persistence printed what it does with them
+        bearer = {"Authorization": f"Bearer {jwt}"}
+        exported = await http.get(gateway.http_url("/api/v1/users/me/export"), headers=bearer)
+        assert exported.status_code == 200 and QUESTION in exported.text
+        erased = await http.delete(gateway.http_url("/api/v1/users/me"), headers=bearer, timeout=70)
+        assert erased.status_code == 200 and erased.json()["rows"]["messages"] == 5
+    await until(lambda: _printed(stack.processes, "erased a user"), bool)
 
     forbidden = [
         "quokkaberry",
@@ -62,3 +68,7 @@ async def test_a_chat_prints_no_message_token_key_or_location_at_debug_level(
     ]
     metrics = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     assert_nothing_leaked(stack.processes, forbidden, metrics)
+
+
+async def _printed(processes, text: str) -> bool:
+    return any(text in line for process in processes for line in list(process.lines))
