@@ -65,7 +65,7 @@ async def stream_messages_naming(nats_url: str, namespace: str, needles: list[st
 
 @pytest.fixture
 async def two_users(database_url, db, stack, nats_url, namespace):
-    """``ana`` and ``ben`` have chatted (ana also chose privacy settings), all of it stored."""
+    """``ana`` and ``ben`` have chatted and set a timer (ana also chose privacy settings), all of it stored."""
     stack.persistence(DATABASE_URL=database_url)
     stack.orchestrator(PAM_USER_TOKENS_PER_DAY="100000")
     gateway = stack.gateway(PAM_USER_TOKENS_PER_DAY="100000")
@@ -73,6 +73,9 @@ async def two_users(database_url, db, stack, nats_url, namespace):
     async with httpx.AsyncClient(base_url=gateway.http_url(""), timeout=70) as http:
         changed = await http.put("/api/v1/users/me/privacy", json={"analytics": True}, headers=bearer(ana))
         assert changed.status_code == 200
+        for user in (ana, ben):  # a timer each, pending in the timers stream
+            timer = {"duration_seconds": 3600, "label": "check the tyres"}
+            assert (await http.post("/api/v1/pam/timers", json=timer, headers=bearer(user))).status_code == 201
         for user in (ana, ben):
             async with await PamClient.connect(gateway.ws_url(f"/ws/{user}?token={token(user)}")) as client:
                 await client.recv()
