@@ -96,3 +96,14 @@ async def test_a_resume_from_before_the_window_reports_the_gap(nc, names):
     inbox = Inbox(USER, Out(out), SEED, KeptFrames(nc.jetstream(), names))
     await inbox.resume(gone - 1, (), gaps.append)
     assert gaps == [kept] and sent(out) == [(2, kept)]
+
+
+async def test_live_frames_held_behind_a_replay_that_fails_still_reach_the_socket(nc, names):
+    texts: list[str] = []
+    inbox = Inbox(USER, Out(texts), SEED, KeptFrames(nc.jetstream(), names))  # no frames stream: replay fails
+    asyncio.get_running_loop().call_soon(inbox.deliver, frame(1), "5")  # arrives while the replay waits on NATS
+    try:
+        await inbox.resume(0, (), lambda oldest: None)
+    except Exception:  # the session reports the failed replay; the live frame must not go with it
+        pass
+    assert sent(texts) == [(1, 5)]

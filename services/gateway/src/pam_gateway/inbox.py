@@ -113,15 +113,16 @@ class Inbox:
         frames were replayed."""
         self._resumed = True
         self._held = []
+        replayed: list[tuple[bytes, str]] = []
         try:
             oldest = await self._kept.oldest()
             if after + 1 < oldest:
                 gap(oldest)
             replayed = await self._kept.after(self.user_id, after, pending)
-        finally:
+        finally:  # a replay that failed still lets the live frames it held through
             held, self._held = self._held, None
-        for frame, event_id in [*replayed, *held]:
-            self.deliver(frame, event_id)
+            for frame, event_id in [*replayed, *held]:
+                self.deliver(frame, event_id)
         return len(replayed)
 
 
