@@ -262,7 +262,7 @@ def main() -> None:
         outage["retry_after"] = args.retry_after
     if args.hang:
         outage["hang"] = "yes"
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1)
     _Server(config).run()
 
 

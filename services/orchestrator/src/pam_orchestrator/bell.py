@@ -10,6 +10,7 @@ timer, is kept once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import msgspec
@@ -53,18 +54,25 @@ class Bell:
         self.tasks.start("timer-bell", self._ring(sub))
 
     async def _ring(self, sub: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                msgs = await sub.fetch(BATCH, timeout=FETCH_SECONDS)
-            except TimeoutError:
-                continue
-            except Exception as exc:  # JetStream busy or moving: the timers wait in the stream
-                log.warning("fetching timers that went off failed: %s", exc, extra={"marker": logs.RECONNECT})
-                await asyncio.sleep(TROUBLE_PAUSE_SECONDS)
-                continue
-            for msg in msgs:
-                with survive("timer-bell", msg.subject):
-                    await self._rang(msg)
+        try:
+            while True:
+                await self._ring_once(sub)
+        finally:  # a pull left pending would hold up draining the connection until its timeout
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _ring_once(self, sub: JetStreamContext.PullSubscription) -> None:
+        try:
+            msgs = await sub.fetch(BATCH, timeout=FETCH_SECONDS)
+        except TimeoutError:
+            return
+        except Exception as exc:  # JetStream busy or moving: the timers wait in the stream
+            log.warning("fetching timers that went off failed: %s", exc, extra={"marker": logs.RECONNECT})
+            await asyncio.sleep(TROUBLE_PAUSE_SECONDS)
+            return
+        for msg in msgs:
+            with survive("timer-bell", msg.subject):
+                await self._rang(msg)
 
     async def _rang(self, msg: Msg) -> None:
         try:
