@@ -22,6 +22,9 @@ EVENT_ID_HEADER = "Pam-Event-Id"
 CHAT_ID_HEADER = "Pam-Chat-Id"
 """On a user-subject copy of an answer's frame: the chat it answers."""
 
+TURN_HEADER = "Pam-Turn"
+"""On an answer's end: the revision its user's conversation turn was given up at (``ChatRequest.turn``)."""
+
 RESTART_HEADER = "Pam-Restart"
 """On a chat request: an earlier worker streamed part of this answer, then died."""
 

@@ -4,6 +4,7 @@ Each gateway instance owns one wildcard subscription, ``<ns>.reply.<gateway_id>.
 the last subject token is the reply id (one per attempt at a chat), which finds the
 socket to forward to.
 Reply payloads are already client frames, so they are forwarded without decoding.
+An answer's end says where its user's conversation turn was given up (``turn_hints``).
 
 Orchestrators send progress while the model is quiet, so silence means a lost
 worker.  Unless the worker kept its answer's end before it died (then that end is
@@ -34,6 +35,7 @@ from pam_shared.subjects import Subjects
 
 from pam_gateway import metrics
 from pam_gateway.inbox import KeptFrames
+from pam_gateway.turn_hints import TurnHints
 
 log = logging.getLogger("pam.gateway.relay")
 
@@ -76,6 +78,7 @@ class Relay:
         self.names = names
         self.timeout = timeout
         self.pending: dict[str, Pending] = {}
+        self.turns = TurnHints()
         self.idle = asyncio.Event()
         self.idle.set()
         self._prefix = names.reply_prefix(gateway_id)
@@ -143,6 +146,8 @@ class Relay:
             if ended:
                 self._forget(reply_id)
                 metrics.answer.observe(pending.last_seen - pending.started)
+                if (turn := headers.get(subjects.TURN_HEADER)) is not None and turn.isdigit():
+                    self.turns.learn(pending.recipient.user_id, int(turn))
             event_id = headers.get(subjects.EVENT_ID_HEADER)
         else:
             ended, event_id = False, None

@@ -1,7 +1,8 @@
 """Streaming one answer back to the gateway that asked, through its reply subject.
 
 Payloads are finished client frames, so the gateway forwards them untouched.  The
-last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` header;
+last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` header (and
+``Pam-Turn``, where the chat gave its turn up);
 ``progress`` messages tell the gateway we are still working while the LLM is quiet.
 """
 
@@ -68,6 +69,8 @@ class ReplyStream:
         self.last_sent = time.monotonic()
         self.first_chunk_at: float | None = None
         self.finished_at: float | None = None
+        self.turn: int | None = None
+        """The revision the user's turn was given up at, before the end (``holds``): sent with it."""
         self._seq = 0
         self._unsent = 0
         self._chunk_sent_at = 0.0
@@ -150,7 +153,11 @@ class ReplyStream:
 
     async def _publish_kept(self, data: bytes, end: bool = False) -> None:
         headers = await self.keep(data)
-        await self._publish(data, {**headers, **END} if end else headers or None)
+        if end:
+            headers = {**headers, **END}
+            if self.turn is not None:
+                headers[subjects.TURN_HEADER] = str(self.turn)
+        await self._publish(data, headers or None)
 
     async def _publish(self, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.last_sent = time.monotonic()
