@@ -69,6 +69,8 @@ class ReplyStream:
         self.last_sent = time.monotonic()
         self.first_chunk_at: float | None = None
         self.finished_at: float | None = None
+        self.ends_after: Callable[[], Awaitable[None]] | None = None
+        """Done beside keeping the end, before it is sent: giving the conversation's turn up."""
         self.turn: int | None = None
         """The revision the user's turn was given up at, before the end (``holds``): sent with it."""
         self._seq = 0
@@ -152,7 +154,11 @@ class ReplyStream:
         await self._publish(encoder.encode(Queued(position=position, reply_to=self.reply_to)))
 
     async def _publish_kept(self, data: bytes, end: bool = False) -> None:
-        headers = await self.keep(data)
+        if end and (also := self.ends_after) is not None:
+            self.ends_after = None
+            headers, _ = await asyncio.gather(self.keep(data), also())
+        else:
+            headers = await self.keep(data)
         if end:
             headers = {**headers, **END}
             if self.turn is not None:
