@@ -1,6 +1,6 @@
 """What each conversation feature costs per chat on scenario 1: every one on, then each one off.
 
-    python -m bench.features [--quick]     # --quick: under 4 minutes; full: about 7
+    python -m bench.features [--quick]     # --quick: about 3.5 minutes; full: about 10
 
 Stop, double texting, budgets, the model fallback and privacy settings each add work per chat
 (a key-value read or compare-and-set, a subscription).  Each setup below is one stack (gateway
