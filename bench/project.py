@@ -21,7 +21,7 @@ from pam_shared.subjects import Subjects
 
 from bench.procs import BIN, Child, free_port, http_ok, wait_ready
 from bench.server_options import ServerOptions
-from bench.variants import TRACEMALLOC
+from bench.variants import HOLD, TRACEMALLOC
 
 NATS_URL = os.environ.get("NATS_URL") or "nats://127.0.0.1:4222"
 JWT_SECRET = "pam-bench-secret-0123456789abcdef"
@@ -85,6 +85,8 @@ class Project:
 
     @staticmethod
     def _orchestrator(name: str, env: dict[str, str]) -> Child:
+        if HOLD in env:
+            return Child(name, [sys.executable, "-m", "bench.variants", "orchestrator"], env)
         return Child(name, [str(BIN / "pam-orchestrator")], env)
 
     def __enter__(self) -> Project:

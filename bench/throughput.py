@@ -135,13 +135,15 @@ def _report(tally: Tally, window: Window, cpu: dict[str, float]) -> dict[str, An
     }
 
 
-def _round(urls: list[str], greeted: bool, final: Callable[[str], bool], window: Window, pids: dict[str, int]) -> dict:
+def measure_round(
+    urls: list[str], greeted: bool, final: Callable[[str], bool], window: Window, pids: dict[str, int]
+) -> dict:
     meter = scenario_meter(pids)
     tally = run(measure(urls, greeted, final, window, meter))
     return _report(tally, window, meter.used)
 
 
-async def _count_messages(urls: list[str], namespace: str) -> dict[str, float]:
+async def count_messages(urls: list[str], namespace: str) -> dict[str, float]:
     async with MessageCount(NATS_URL, namespace) as counter:
         loop = asyncio.get_running_loop()
         loop.call_at(loop.time() + sum(COUNT_WINDOW), counter.stop)  # at the window's end, as it started
@@ -149,7 +151,7 @@ async def _count_messages(urls: list[str], namespace: str) -> dict[str, float]:
     return counter.per_chat()
 
 
-def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The clean round with the median rate, every round's rate and failures beside it (the machine
     is shared).  Rounds with failed answers do not count; with no clean round the result is not clean."""
     counted = [r for r in rounds if r["clean"]] or rounds
@@ -173,15 +175,15 @@ def measure_both(options: ServerOptions, window: Window, rounds: int, args: Any)
         urls = [project.ws_url(f"tp-{i}") for i in range(CLIENTS)]
         bare_rounds, streamed_rounds, our_rounds, profiled = [], [], [], {}
         for number in range(rounds):
-            bare_rounds.append(_round([yardstick.url] * CLIENTS, False, any_final, window, bare))
-            streamed_rounds.append(_round([yardstick.stream_url] * CLIENTS, False, is_final, window, bare))
+            bare_rounds.append(measure_round([yardstick.url] * CLIENTS, False, any_final, window, bare))
+            streamed_rounds.append(measure_round([yardstick.stream_url] * CLIENTS, False, is_final, window, bare))
             seconds = window.warmup + window.seconds
             spies = profiles.record(ours, seconds, "profile-throughput") if args.profile and number == 0 else {}
-            our_rounds.append(_round(urls, True, is_final, window, ours))
+            our_rounds.append(measure_round(urls, True, is_final, window, ours))
             profiled |= profiles.collect(spies, seconds)
-        per_chat = run(_count_messages(urls, project.namespace))
-    yard = {**_median(bare_rounds), "streamed": _median(streamed_rounds)}
-    measured = {**_median(our_rounds), "nats_messages_per_chat": per_chat}
+        per_chat = run(count_messages(urls, project.namespace))
+    yard = {**median_round(bare_rounds), "streamed": median_round(streamed_rounds)}
+    measured = {**median_round(our_rounds), "nats_messages_per_chat": per_chat}
     return {**measured, **({"profiles": profiled} if profiled else {})}, yard
 
 

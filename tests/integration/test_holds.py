@@ -13,14 +13,17 @@ from pam_orchestrator.holds import Busy, Hold, Holds
 from pam_shared.internal import ChatRequest
 from pam_shared.protocol import ChatContext
 from pam_shared.subjects import Subjects, user_token
+from support.jetstream_calls import JetStreamCalls
+from support.persistence import until
 
 
-def chat(user: str = "ann") -> ChatRequest:
-    return ChatRequest(uuid.uuid4().hex, "s1", user, False, "hello", ChatContext(), time.time(), uuid.uuid4().hex)
+def chat(user: str = "ann", turn: int | None = None) -> ChatRequest:
+    request = ChatRequest(uuid.uuid4().hex, "s1", user, False, "hello", ChatContext(), time.time(), uuid.uuid4().hex)
+    return msgspec.structs.replace(request, turn=turn)
 
 
-async def holds(nc: Client, names: Subjects, instance: str, deadline: float = 30) -> Holds:
-    made = Holds(nc, names, instance, deadline, heartbeat=0.2)
+async def holds(nc: Client, names: Subjects, instance: str, deadline: float = 30, heartbeat: float = 0.2) -> Holds:
+    made = Holds(nc, names, instance, deadline, heartbeat=heartbeat)
     await made.start()
     return made
 
@@ -46,7 +49,7 @@ async def test_of_two_orchestrators_one_holds_and_the_other_queues_until_the_rel
     found = await two.find("ann", "answer-1")
     assert found is not None and found.orchestrator == "o1" and (await two.find("ann", second.message_id or ""))
     assert await two.find("bob", "answer-1") is None
-    await one.release(first, revision)
+    await one.release(first, "answer-1", revision)
     assert await asyncio.wait_for(waiting, 5) > revision
     with pytest.raises(Busy) as refused:
         await one.take(chat(), "answer-3", "reject", nothing, nothing)
@@ -64,8 +67,54 @@ async def test_an_abandoned_hold_is_taken_over_and_interrupt_stops_the_holder(nc
 
     async def stop(holder: Hold) -> None:
         stopped.append(holder.answer_id)
-        await mine.release(first, taken)
+        await mine.release(first, "answer-1", taken)
 
     first = chat()  # the holder's chat, released by the "stop"
     later = await asyncio.wait_for(mine.take(chat(), "answer-2", "interrupt", nothing, stop), 5)
     assert stopped == ["answer-1"] and later > taken
+
+
+async def test_with_the_hint_of_the_last_release_a_chat_takes_and_gives_up_its_turn_in_two_calls(
+    nc: Client, names: Subjects
+):
+    one, two = await holds(nc, names, "o1"), await holds(nc, names, "o2")
+    async with JetStreamCalls(nc, names.answering_bucket, also=names.released("ann")) as calls:
+        first = chat()
+        hint = await one.release(first, "answer-1", await one.take(first, "answer-1", "enqueue", nothing, nothing))
+        assert len(await calls.taken()) == 3  # no hint: a read and a write; the release a write
+        second = chat(turn=hint)  # on another orchestrator: the hint is the bucket's, not the process's
+        hint = await two.release(second, "answer-2", await two.take(second, "answer-2", "enqueue", nothing, nothing))
+        kv = f"$KV.{names.answering_bucket}.{user_token('ann')}"
+        assert await calls.taken() == [kv, kv]  # nobody waited: nothing read, nothing announced
+        stale = chat(turn=hint - 1)
+        assert await one.take(stale, "answer-3", "reject", nothing, nothing)
+        assert len(await calls.taken()) == 3  # a failed write, a read, a write
+        with pytest.raises(Busy):  # a hint is no pass: the turn is held
+            await two.take(chat(turn=hint), "answer-4", "reject", nothing, nothing)
+
+
+async def test_a_queued_chat_is_woken_by_the_release_though_its_heartbeat_is_long(nc: Client, names: Subjects):
+    one, two = await holds(nc, names, "o1"), await holds(nc, names, "o2", heartbeat=60)
+    first, second = chat(), chat()
+    revision = await one.take(first, "answer-1", "enqueue", nothing, nothing)
+    waiting = asyncio.create_task(two.take(second, "answer-2", "enqueue", nothing, nothing))
+    kv = await nc.jetstream().key_value(names.answering_bucket)
+
+    async def holder() -> Hold:
+        return msgspec.json.decode((await kv.get(user_token("ann"))).value or b"", type=Hold)
+
+    await until(holder, lambda hold: hold.awaited)  # the waiter has said it waits
+    async with JetStreamCalls(nc, names.answering_bucket, also=names.released("ann")) as calls:
+        await one.release(first, "answer-1", revision)
+        assert await asyncio.wait_for(waiting, 5)  # the hold lasts 35 s and the heartbeat 60: only the release wakes it
+        assert names.released("ann") in await calls.taken()
+
+
+async def test_a_turn_left_deleted_by_an_older_release_is_taken_in_a_read_and_a_write(nc: Client, names: Subjects):
+    one = await holds(nc, names, "o1")
+    kv = await nc.jetstream().key_value(names.answering_bucket)
+    await kv.put(user_token("ann"), b"{}")
+    await kv.delete(user_token("ann"))
+    async with JetStreamCalls(nc, names.answering_bucket) as calls:
+        assert await one.take(chat(), "answer-1", "reject", nothing, nothing)
+        assert len(await calls.taken()) == 2

@@ -28,6 +28,9 @@ class ChatRequest(msgspec.Struct):
     """This message replaces that earlier user message (its id, or its client id)."""
     privacy: Privacy = Privacy()
     """What the user lets us keep of this chat, as the gateway knew it when it accepted it."""
+    turn: int | None = None
+    """Where the user's last answer gave up its turn, as this gateway heard (``Pam-Turn``): a
+    hint that lets the orchestrator take the turn in one write; stale or None costs a read."""
 
 
 chat_request_encoder = msgspec.json.Encoder()

@@ -26,6 +26,9 @@ LEADING_CHUNK_HEADER = "Pam-Leading-Chunk"
 """On a reply carrying a lasting frame: the payload is the answer's last ``chat_chunk``, a
 newline, then that frame (one message instead of two; JSON frames hold no raw newline)."""
 
+TURN_HEADER = "Pam-Turn"
+"""On an answer's end: the revision its user's conversation turn was given up at (``ChatRequest.turn``)."""
+
 RESTART_HEADER = "Pam-Restart"
 """On a chat request: an earlier worker streamed part of this answer, then died."""
 

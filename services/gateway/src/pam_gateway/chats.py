@@ -119,6 +119,7 @@ class ChatPath:
             regenerate=branch.regenerate,
             edit_of=branch.edit_of,
             privacy=self.book.of(identity.user_id),
+            turn=self.relay.turns.take(identity.user_id),
         )
         traceparent = tracing.new_traceparent()
         extra = {"session_id": session_id, "user_id": identity.user_id, "trace_id": tracing.trace_id_of(traceparent)}

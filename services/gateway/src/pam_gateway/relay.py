@@ -5,6 +5,7 @@ the last subject token is the reply id (one per attempt at a chat), which finds 
 socket to forward to.
 Reply payloads are already client frames, so they are forwarded without decoding (a lasting
 frame may come led by the answer's last chunk in the same message: ``Pam-Leading-Chunk``).
+An answer's end says where its user's conversation turn was given up (``turn_hints``).
 
 Orchestrators send progress while the model is quiet, so silence means a lost
 worker.  Unless the worker kept its answer's end before it died (then that end is
@@ -35,6 +36,7 @@ from pam_shared.subjects import Subjects
 
 from pam_gateway import metrics
 from pam_gateway.inbox import KeptFrames
+from pam_gateway.turn_hints import TurnHints
 
 log = logging.getLogger("pam.gateway.relay")
 
@@ -77,6 +79,7 @@ class Relay:
         self.names = names
         self.timeout = timeout
         self.pending: dict[str, Pending] = {}
+        self.turns = TurnHints()
         self.idle = asyncio.Event()
         self.idle.set()
         self._prefix = names.reply_prefix(gateway_id)
@@ -144,6 +147,8 @@ class Relay:
             if ended:
                 self._forget(reply_id)
                 metrics.answer.observe(pending.last_seen - pending.started)
+                if (turn := headers.get(subjects.TURN_HEADER)) is not None and turn.isdigit():
+                    self.turns.learn(pending.recipient.user_id, int(turn))
             event_id = headers.get(subjects.EVENT_ID_HEADER)
         else:
             ended, event_id = False, None

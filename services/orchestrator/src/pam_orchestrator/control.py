@@ -1,7 +1,8 @@
 """Conversation control: a chat's turn in its user's conversation, and stopping an answer.
 
 Each chat waits for its turn (``holds``: cluster-wide, by the policy of ``PAM_DOUBLE_TEXTING``
-or the chat's ``on_busy``) before it is answered, and gives it up once its end is sent.
+or the chat's ``on_busy``) before it is answered, and gives it up just before its end is sent
+(the end tells the gateway where, for the user's next chat).
 A stop (``cancel``) reaches the orchestrator answering that chat wherever it runs: any
 orchestrator takes it from the queue group and, when the chat is not its own, finds its
 owner in the holds and forwards it there.
@@ -91,12 +92,16 @@ class Control:
                 yield None
                 return
             if revision is not None:
-                answering.release = functools.partial(self.holds.release, chat, revision)
+                answering.release = functools.partial(self._release, chat, replies, revision)
             answering.phase = "streaming"
             yield answering
         finally:
             self.answers.remove(answering)
             await answering.released()
+
+    async def _release(self, chat: ChatRequest, replies: ReplyStream, revision: int) -> None:
+        """Give the turn up; the free entry's revision rides on the end, the user's next chat's hint."""
+        replies.turn = await self.holds.release(chat, replies.message_id, revision)
 
     async def _wait(self, chat: ChatRequest, replies: ReplyStream, answering: Answering) -> int | None:
         """The hold's revision once it is ours (None: demo chats, or no JetStream to hold it in)."""

@@ -1,14 +1,20 @@
 """Who is answering each user right now, cluster-wide: the rule for a second message.
 
 One entry per user in the JetStream key-value bucket ``<NS>_ANSWERING`` names the chat being
-answered and the orchestrator answering it.  It is taken by create (compare-and-set), so of
-two chats arriving at once on two orchestrators exactly one gets it.  A chat that finds it
-taken follows its policy: ``reject`` (refused with ``busy``), ``enqueue`` (waits in the
-user's queue, the entry ``<user>.queue``, first come first served) or ``interrupt`` (the
-holder is stopped, and this chat goes first).  A hold lasts at most its answer's deadline
-plus a margin: a chat that finds an older one takes it over, so a dead orchestrator never
-blocks a conversation; a queued chat whose orchestrator stopped refreshing it is passed over.
-Releases are announced on ``<ns>.released.<user>``, so waiters wake at once.
+answered and the orchestrator answering it, or says that the turn is free.  Every write is a
+compare-and-set on the revision last seen, so of two chats arriving at once on two
+orchestrators exactly one gets the turn.  A turn is given up by writing the free entry, never
+by deleting (taking a key over a delete marker costs three round trips), and that entry's
+revision rides back to the gateway on the answer's end: the user's next chat hands it back
+(``ChatRequest.turn``) and takes the turn in one call.  A missing or stale hint costs a read.
+A chat that finds the turn taken follows its policy: ``reject`` (refused with ``busy``),
+``enqueue`` (waits in the user's queue, the entry ``<user>.queue``, first come first served)
+or ``interrupt`` (the holder is stopped, and this chat goes first).  A hold lasts at most its
+answer's deadline plus a margin: a chat that finds an older one takes it over, so a dead
+orchestrator never blocks a conversation; a queued chat whose orchestrator stopped refreshing
+it is passed over.  A waiting chat marks the holder's entry (``awaited``), and only a marked
+turn's release is announced, on ``<ns>.released.<user>``: waiters wake at once, and a chat
+nobody waits for publishes nothing there.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ HOLD_MARGIN_SECONDS = 5.0
 """After its deadline an answer still sends its end and records it: the hold outlives it this long."""
 
 
-class Hold(msgspec.Struct, gc=False):
+class Hold(msgspec.Struct, gc=False, omit_defaults=True):
     """A chat being answered: the client's id of it, the answer's id, and who answers it."""
 
     chat_id: str
@@ -44,6 +50,8 @@ class Hold(msgspec.Struct, gc=False):
     orchestrator: str
     until: float
     """Unix time; a hold older than this is abandoned and may be taken over."""
+    awaited: bool = False
+    """A chat waits for this one: its release is announced."""
 
 
 class Queue(msgspec.Struct, gc=False):
@@ -69,6 +77,9 @@ _hold = msgspec.json.Decoder(Hold)
 _queue = msgspec.json.Decoder(Queue)
 _encoder = msgspec.json.Encoder()
 
+FREE = _encoder.encode(Hold("", None, "", "", until=0.0))
+"""The entry of a turn nobody holds: to an orchestrator of an older version, an abandoned hold."""
+
 
 class Holds:
     def __init__(self, nc: Client, names: Subjects, instance: str, deadline: float, heartbeat: float) -> None:
@@ -89,12 +100,12 @@ class Holds:
         self._kv = await jetstream.ensure_bucket(self.nc.jetstream(), config)
 
     async def take(self, chat: ChatRequest, answer_id: str, policy: OnBusy, announce: Announce, stop: Stop) -> int:
-        """Wait for the user's hold as ``policy`` says; returns its revision (for ``release``).
-        A chat that finds the hold free goes first even while others queue (they are between
+        """Wait for the user's turn as ``policy`` says; returns the hold's revision (for ``release``).
+        A chat that finds the turn free goes first even while others queue (they are between
         a release and taking it): no queue read on the common path."""
         user = user_token(chat.user_id)
         me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0)
-        taken, holder = await self._try(user, me, first=True)
+        taken, holder = await self._try(user, me, first=True, hint=chat.turn)
         if taken is not None:
             return taken  # the common case: no other answer to this user under way
         released = await self.nc.subscribe(self.names.released(chat.user_id))
@@ -109,8 +120,8 @@ class Holds:
                     queued = True
                     await self._join(user, me, at_front=policy == "interrupt")
                 await self._announce(user, me, announce)
-                # Again now that we listen: the hold may have been given up before we did.
-                taken, holder = await self._try(user, me, first=await self._first(user, me))
+                # Again now that we listen: the turn may have been given up before we did.
+                taken, holder = await self._try(user, me, first=await self._first(user, me), waiting=True)
                 if taken is not None:
                     return taken
                 await self._wait(released, holder)
@@ -119,53 +130,73 @@ class Holds:
             if queued:
                 await self._leave(user, me)
 
-    async def release(self, chat: ChatRequest, revision: int) -> None:
-        """Give the hold up (unless it was taken over meanwhile) and wake whoever waits."""
+    async def release(self, chat: ChatRequest, answer_id: str, revision: int) -> int | None:
+        """Give the turn up (unless it was taken over meanwhile); returns the free entry's revision,
+        the next chat's hint.  Announced only when our entry is not as we wrote it: a waiter
+        marked it (or took it over)."""
         assert self._kv is not None
-        with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError):
-            await self._kv.delete(user_token(chat.user_id), last=revision)
+        user = user_token(chat.user_id)
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            return await self._kv.update(user, FREE, last=revision)
+        free = None
+        while free is None:
+            latest, holder = await self._latest(user)
+            if holder is None or holder.answer_id != answer_id:
+                break  # taken over: not ours to give up
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                free = await self._kv.update(user, FREE, last=latest)
         await self.nc.publish(self.names.released(chat.user_id), b"")
+        return free
 
     async def find(self, user_id: str, message_id: str) -> Hold | None:
         """The user's chat, answering or queued, that ``message_id`` names (the client's id or the answer's)."""
         user = user_token(user_id)
-        holder = await self._read(user)
+        holder = (await self._latest(user))[1]
         waiting = (await self._read_queue(user))[0].waiting
         for hold in [*([holder] if holder else []), *waiting]:
             if message_id in (hold.message_id, hold.answer_id):
                 return hold
         return None
 
-    async def _try(self, user: str, me: Hold, first: bool) -> tuple[int | None, Hold | None]:
-        """Take the hold: ``(revision, None)``, or ``(None, holder)`` when another chat has it."""
+    async def _try(
+        self, user: str, me: Hold, first: bool, hint: int | None = None, waiting: bool = False
+    ) -> tuple[int | None, Hold | None]:
+        """Take the turn: ``(revision, None)``, or ``(None, holder)`` when another chat has it
+        (``(None, None)``: free, but another chat is first in the queue).  ``hint``: the revision
+        the turn was last given up at, tried before anything is read.  A ``waiting`` chat marks
+        the holder, so that its release is announced, and holds its own turn marked (others may
+        still wait behind it)."""
         assert self._kv is not None
-        if not first:
-            return None, await self._read(user)
-        mine = _encoder.encode(msgspec.structs.replace(me, until=time.time() + self.lifetime))
-        try:
-            return await self._kv.create(user, mine), None
-        except KeyWrongLastSequenceError:
-            pass
-        try:
-            entry = await self._kv.get(user)
-        except KeyNotFoundError:
-            return None, None  # released between the two calls: the next turn takes it
-        holder = _hold.decode(entry.value or b"")
-        if holder.until > time.time() and holder.chat_id != me.chat_id:
-            return None, holder
-        # Abandoned, or this very chat's, retried after its first orchestrator went silent.
-        log.warning("taking over the hold of chat %s (%s)", holder.chat_id, holder.orchestrator)
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            return await self._kv.update(user, mine, last=entry.revision), None
-        return None, None
+        mine = _encoder.encode(msgspec.structs.replace(me, until=time.time() + self.lifetime, awaited=waiting))
+        if first and hint:
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                return await self._kv.update(user, mine, last=hint), None
+        while True:  # until no one wrote between our read and our write
+            revision, holder = await self._latest(user)
+            try:
+                if holder is not None and holder.until > time.time() and holder.chat_id != me.chat_id:
+                    if waiting and not holder.awaited:
+                        marked = msgspec.structs.replace(holder, awaited=True)
+                        await self._kv.update(user, _encoder.encode(marked), last=revision)
+                    return None, holder
+                if not first:
+                    return None, holder
+                if holder is not None:  # abandoned, or this very chat's, retried after its orchestrator went silent
+                    log.warning("taking over the hold of chat %s (%s)", holder.chat_id, holder.orchestrator)
+                return await self._kv.update(user, mine, last=revision), None
+            except KeyWrongLastSequenceError:
+                continue
 
-    async def _read(self, user: str) -> Hold | None:
+    async def _latest(self, user: str) -> tuple[int, Hold | None]:
+        """The user's turn entry: its revision (0: none; a delete marker's is its own) and holder (None: free)."""
         assert self._kv is not None
         try:
             entry = await self._kv.get(user)
-        except KeyNotFoundError:
-            return None
-        return _hold.decode(entry.value or b"")
+        except KeyNotFoundError as gone:  # never written, expired, purged; or deleted by an older release
+            marker = gone.entry
+            return (marker.revision or 0) if marker is not None else 0, None
+        value = entry.value or FREE
+        return entry.revision or 0, None if value == FREE else _hold.decode(value)
 
     async def _read_queue(self, user: str) -> tuple[Queue, int | None]:
         assert self._kv is not None

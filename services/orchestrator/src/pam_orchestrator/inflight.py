@@ -34,8 +34,8 @@ class Answering:
         """Gives up the chat's turn in its conversation (None: it holds none, or gave it up)."""
 
     async def released(self) -> None:
-        """Give the turn up, once: just before the end is sent, so a chat sent on seeing the end finds
-        it free (and at the latest when the chat is done, whatever happened)."""
+        """Give the turn up, once: as the end is kept, before it is sent, so a chat sent on seeing the
+        end finds it free (and at the latest when the chat is done, whatever happened)."""
         release, self.release = self.release, None
         if release is not None:
             await release()

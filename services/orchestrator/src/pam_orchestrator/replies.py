@@ -1,7 +1,8 @@
 """Streaming one answer back to the gateway that asked, through its reply subject.
 
 Payloads are finished client frames, so the gateway forwards them untouched.  The
-last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` header;
+last frame (``chat_response`` or ``error``) carries the ``Pam-Reply: end`` header (and
+``Pam-Turn``, where the chat gave its turn up);
 ``progress`` messages tell the gateway we are still working while the LLM is quiet.
 Deltas still waiting to be merged when a lasting frame goes out ride in its message, as a
 ``chat_chunk`` before it (``Pam-Leading-Chunk``): the last chunk of an answer costs no
@@ -72,6 +73,10 @@ class ReplyStream:
         self.last_sent = time.monotonic()
         self.first_chunk_at: float | None = None
         self.finished_at: float | None = None
+        self.ends_after: Callable[[], Awaitable[None]] | None = None
+        """Done beside keeping the end, before it is sent: giving the conversation's turn up."""
+        self.turn: int | None = None
+        """The revision the user's turn was given up at, before the end (``holds``): sent with it."""
         self._seq = 0
         self._unsent = 0
         self._chunk_sent_at = 0.0
@@ -162,11 +167,18 @@ class ReplyStream:
         await self._publish(encoder.encode(Queued(position=position, reply_to=self.reply_to)))
 
     async def _publish_kept(self, data: bytes, end: bool = False) -> None:
-        """Keep ``data`` for resume, then send it, led by the deltas still waiting, if any."""
+        """Keep ``data`` for resume, then send it, led by the deltas still waiting, if any; an
+        end goes with where the turn was given up (``ends_after`` runs beside keeping it)."""
         chunk = self._take_chunk()
-        headers = await self.keep(data)
+        if end and (also := self.ends_after) is not None:
+            self.ends_after = None
+            headers, _ = await asyncio.gather(self.keep(data), also())
+        else:
+            headers = await self.keep(data)
         if end:
             headers = {**headers, **END}
+            if self.turn is not None:
+                headers[subjects.TURN_HEADER] = str(self.turn)
         if chunk is not None:
             data, headers = chunk + b"\n" + data, {**headers, **LEADING}
         await self._publish(data, headers or None)

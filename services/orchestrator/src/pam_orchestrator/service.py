@@ -185,7 +185,8 @@ class Orchestrator:
                 await keep(text)
             if text is not None:  # the answer's timers and alerts, carried out before it ends
                 await effects.apply(chat, replies.actions)
-            await answering.released()  # the next chat, sent on seeing this end, finds its turn free
+            # Given up as the end is kept, before it is sent: the next chat, sent on seeing it, finds its turn free.
+            replies.ends_after = answering.released
 
         history, progress = (recall.turns if recall else []), self.settings.progress_interval_seconds
         metrics.inflight.inc()
