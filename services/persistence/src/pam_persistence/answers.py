@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -27,6 +26,7 @@ from pam_shared.read_api import (
 )
 
 from pam_persistence import reads
+from pam_persistence.conversations import Activity
 from pam_persistence.db import describe
 
 log = logging.getLogger("pam.persistence.answers")
@@ -40,12 +40,12 @@ class Forbidden(Exception):
 
 
 class Answers:
-    def __init__(self, pool: asyncpg.Pool, gap: timedelta) -> None:
+    def __init__(self, pool: asyncpg.Pool, activity: Activity) -> None:
         self.pool = pool
-        self.gap = gap
+        self.activity = activity
 
     async def history(self, request: Request) -> None:
-        await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
+        await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.activity))
 
     async def conversations(self, request: Request) -> None:
         await answer(request, conversations_request_decoder, lambda q: reads.conversations(self.pool, q))
