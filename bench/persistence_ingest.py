@@ -19,9 +19,12 @@ Starts real ``pam-persistence`` processes on a database and NATS namespace of it
    is the pipeline's own, and stays out of the yardsticks.
 
 Prints a table and writes ``bench/results/persistence_ingest.json``; drops its database and
-stream afterwards.  ``--quick`` finishes in well under a minute.
+stream afterwards.  ``--quick`` finishes in well under a minute.  ``--statements`` also times,
+inside the persistence processes, every statement of the backlog's batches by kind
+(``bench/statement_times``), and prints the time per batch each kind took.
 
     .venv/bin/python bench/persistence_ingest.py [--quick] [--events N] [--rate R] [--instances K] [--old-style]
+        [--statements]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import asyncpg
@@ -64,9 +67,11 @@ from pam_shared.subjects import Subjects
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "persistence_ingest.json"
+STATEMENT_TIMES = ROOT / "bench" / "statement_times"
 SAMPLE_SECONDS = 0.25
 TICK_SECONDS = 0.01
 DRAIN_POLL_SECONDS = 0.02
+START_SECONDS = 60.0
 USERS = 500
 METHOD_REPEATS = 3
 SMALL_BATCH = 20
@@ -83,6 +88,7 @@ class Options:
     batch_size: int
     flush_ms: float
     old_style: bool
+    statements: bool
     nats_url: str
     postgres_url: str
 
@@ -101,6 +107,7 @@ class Results:
     samples: list[Sample] = field(default_factory=list)
     backlog: dict[str, object] = field(default_factory=dict)
     yardsticks: dict[str, dict[str, float]] = field(default_factory=dict)
+    statements: dict[str, Any] = field(default_factory=dict)
 
 
 def parse() -> Options:
@@ -113,6 +120,7 @@ def parse() -> Options:
     parser.add_argument("--batch-size", type=int, default=500, help="PAM_PERSIST_BATCH_SIZE")
     parser.add_argument("--flush-ms", type=float, default=50.0, help="PAM_PERSIST_FLUSH_MS")
     parser.add_argument("--old-style", action="store_true", help="assistant message + analytics event per chat")
+    parser.add_argument("--statements", action="store_true", help="time the backlog's statements by kind")
     args = parser.parse_args()
     quick = args.quick
     return Options(
@@ -123,6 +131,7 @@ def parse() -> Options:
         batch_size=args.batch_size,
         flush_ms=args.flush_ms,
         old_style=args.old_style,
+        statements=args.statements,
         nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
         postgres_url=os.environ.get("PAM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
@@ -175,6 +184,21 @@ async def drained(js: JetStreamContext, names: Subjects) -> None:
         await asyncio.sleep(DRAIN_POLL_SECONDS)
 
 
+async def first_delivery(js: JetStreamContext, names: Subjects, waiting: int, fleet: Fleet) -> float:
+    """When the drain began: the last moment nothing had been delivered yet (so a drain is never
+    timed short).  Not when the instances say they are ready: a writer starts before its
+    service answers, and a fast one has drained a small backlog by then."""
+    deadline = time.monotonic() + START_SECONDS
+    before = time.monotonic()
+    while time.monotonic() < deadline:
+        info = await js.consumer_info(names.events_stream, names.persistence_consumer)
+        if (info.num_pending or 0) < waiting:
+            return before
+        before = time.monotonic()
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+    raise RuntimeError(f"persistence took no event in {START_SECONDS} s; logs in {fleet.log_dir}")
+
+
 class Fleet:
     """The persistence processes under test."""
 
@@ -183,8 +207,14 @@ class Fleet:
         self.log_dir = Path(tempfile.mkdtemp(prefix="pam-bench-persistence-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[BinaryIO] = []
+        self.starts = 0
+
+    def timings(self) -> list[Path]:
+        """The statement times of the instances of the latest start (once they have stopped)."""
+        return sorted(self.log_dir.glob(f"statements-{self.starts}-*.json"))
 
     def start(self) -> None:
+        self.starts += 1
         for i in range(self.options.instances):
             env = {
                 **os.environ,
@@ -196,6 +226,9 @@ class Fleet:
                 "PAM_INSTANCE_ID": f"bench-{i}",
                 "PAM_LOG_LEVEL": "info",
             }
+            if self.options.statements:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(STATEMENT_TIMES), env.get("PYTHONPATH"))))
+                env["PAM_BENCH_STATEMENTS"] = str(self.log_dir / f"statements-{self.starts}-{i}.json")
             self.logs.append(open(self.log_dir / f"persistence-{i}.log", "ab"))
             command = [str(BIN / "pam-persistence")]
             self.procs.append(subprocess.Popen(command, env=env, stdout=self.logs[-1], stderr=subprocess.STDOUT))
@@ -277,10 +310,12 @@ async def backlog(nc: Client, names: Subjects, fleet: Fleet, options: Options, r
         await publish(js, names, event)
     await js.publish_async_completed()
     fleet.start()
-    await fleet.ready(nc)
-    started = time.monotonic()
+    started = await first_delivery(js, names, len(events), fleet)
     await drained(js, names)
     seconds = time.monotonic() - started
+    if options.statements:
+        fleet.stop()
+        results.statements = per_batch([json.loads(path.read_text()) for path in fleet.timings()])
     results.backlog = {
         "events": options.backlog,
         "rows": rows_of(events),
@@ -288,6 +323,19 @@ async def backlog(nc: Client, names: Subjects, fleet: Fleet, options: Options, r
         "written_per_second": round(options.backlog / seconds),
         "rows_per_second": round(rows_of(events) / seconds),
     }
+
+
+def per_batch(timings: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Every instance's statement times added up: how many batches, and per batch each kind's
+    milliseconds and calls."""
+    total: dict[str, list[float]] = {}
+    for timing in timings:
+        for name, figures in timing.items():
+            count, ms = total.get(name, [0, 0.0])
+            total[name] = [count + figures["count"], ms + figures["ms"]]
+    batches = total.get("batch", [0, 0.0])[0] or 1
+    kinds = {name: {"ms": round(ms / batches, 2), "calls": round(n / batches, 2)} for name, (n, ms) in total.items()}
+    return {"batches": batches, "per_batch": kinds}
 
 
 WRITTEN_TABLES = ("messages", "analytics_events")
@@ -465,6 +513,10 @@ def report(results: Results) -> None:
     raw = y["copy (raw, no conflict check)"][f"batch {o['batch_size']}"]
     ratio = b["rows_per_second"] / raw
     print(f"  pipeline drain / raw COPY (rows/s): {b['rows_per_second']} / {raw} = {ratio:.2f}")
+    if results.statements:
+        print(f"  backlog statements per batch ({results.statements['batches']} batches; ms, calls):")
+        for name, figures in sorted(results.statements["per_batch"].items(), key=lambda item: -item[1]["ms"]):
+            print(f"           {name:32} {figures['ms']:8.2f} {figures['calls']:6.2f}")
 
 
 def main() -> None:

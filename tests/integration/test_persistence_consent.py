@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from pam_persistence import consent, store
 from pam_persistence import db as database
+from pam_persistence.conversations import Activity
 from pam_shared.privacy import Privacy
 from support.persistence import answer, count, user_message
 
-GAP = timedelta(minutes=30)
+GAP = Activity(timedelta(minutes=30), timedelta(seconds=60))
 
 
 async def test_each_user_in_a_batch_is_stored_as_they_chose_and_a_redelivery_adds_nothing(database_url, db):

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from pam_persistence import db as database
 from pam_persistence import store
+from pam_persistence.conversations import Activity
 from pam_shared.privacy import Privacy
 from support.persistence import (
     analytics_event,
@@ -89,8 +90,9 @@ async def test_two_instances_writing_the_same_batch_at_once_store_it_once(databa
     pool = await database.open_pool(database_url, 4)
     try:
         batch = [user_message(f"u{i % 3}", f"asked {i}") for i in range(30)] + [answer(f"u{i % 3}") for i in range(30)]
-        gap = timedelta(minutes=30)
-        await asyncio.gather(*(store.write(pool, batch, [], gap, store.Keeping("salt", Privacy())) for _ in range(3)))
+        activity = Activity(timedelta(minutes=30), timedelta(seconds=60))
+        keeping = store.Keeping("salt", Privacy())
+        await asyncio.gather(*(store.write(pool, batch, [], activity, keeping) for _ in range(3)))
     finally:
         await pool.close()
     assert await count(db, "messages") == 60 and await count(db, "analytics_events") == 30
@@ -232,3 +234,18 @@ async def test_an_instance_killed_holding_a_batch_loses_none_of_it_while_another
         assert info.num_ack_pending == 10  # the held ones, not acked along with the later ones
         holder.kill()
         await until(lambda: count(db, "messages"), lambda n: n == 20, timeout=45)  # redelivered after ack wait
+
+
+@pytest.mark.parametrize(("resolution", "last"), [({}, 0), ({"PAM_ACTIVITY_RESOLUTION_SECONDS": "0"}, 10)])
+async def test_a_conversations_stored_activity_moves_by_more_than_the_resolution(
+    database_url, db, js, names, stack, resolution, last
+):
+    """By default a minute: a message 10 s after the last leaves the stored time where it was."""
+    stack.persistence(DATABASE_URL=database_url, **resolution)
+    t0 = time.time() - 3600
+    await publish(js, names, user_message("u1", "first", at=t0))
+    await until(lambda: count(db, "messages"), lambda n: n == 1)
+    await publish(js, names, user_message("u1", "10 s later", at=t0 + 10))  # in a batch of its own
+    await until(lambda: count(db, "messages"), lambda n: n == 2)
+    stored = await db.fetchval("SELECT last_activity_at FROM conversations")
+    assert stored.timestamp() == pytest.approx(t0 + last, abs=1e-3)

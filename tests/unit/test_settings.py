@@ -64,12 +64,20 @@ def test_a_service_never_requires_a_variable_it_does_not_use():
         ({"PAM_TRUSTED_PROXIES": "10.0.0.1, proxy.local"}, "PAM_TRUSTED_PROXIES"),
         ({"PAM_MAX_COMPLETION_TOKENS": "0"}, "PAM_MAX_COMPLETION_TOKENS"),
         ({"PAM_ANSWER_DEADLINE_SECONDS": "soon"}, "PAM_ANSWER_DEADLINE_SECONDS"),
+        ({"PAM_ACTIVITY_RESOLUTION_SECONDS": "-1"}, "PAM_ACTIVITY_RESOLUTION_SECONDS"),
+        ({"PAM_ACTIVITY_RESOLUTION_SECONDS": "a minute"}, "PAM_ACTIVITY_RESOLUTION_SECONDS"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, variable):
     with pytest.raises(ConfigError) as error:
         load_any(env)
     assert str(error.value).startswith(variable)
+
+
+def test_stored_activity_times_are_kept_to_a_minute_unless_told_otherwise():
+    assert load_persistence_settings(DATABASE).activity_resolution_seconds == 60
+    exact = load_persistence_settings({**DATABASE, "PAM_ACTIVITY_RESOLUTION_SECONDS": "0"})
+    assert exact.activity_resolution_seconds == 0
 
 
 def test_a_database_password_is_never_echoed():

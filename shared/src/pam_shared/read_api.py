@@ -27,6 +27,8 @@ class Conversation(msgspec.Struct):
     id: str
     started_at: datetime
     last_activity_at: datetime
+    """Accurate to within ``PAM_ACTIVITY_RESOLUTION_SECONDS``: at most that much before the
+    conversation's last message (persistence moves it only by more)."""
     region: str
     message_count: int
     preview: str

@@ -229,6 +229,7 @@ class PersistenceSettings(Settings):
     persist_batch_size: int
     persist_flush_ms: float
     conversation_idle_minutes: float
+    activity_resolution_seconds: float
     db_pool_size: int
     retention: RetentionSettings
 
@@ -407,6 +408,7 @@ def load_persistence_settings(env: Mapping[str, str] | None = None) -> Persisten
         persist_batch_size=int(read.number("PAM_PERSIST_BATCH_SIZE", 500, low=1, high=10_000)),
         persist_flush_ms=read.number("PAM_PERSIST_FLUSH_MS", 50.0, low=1, high=60_000),
         conversation_idle_minutes=_idle_minutes(read),
+        activity_resolution_seconds=read.number("PAM_ACTIVITY_RESOLUTION_SECONDS", 60.0, low=0, high=3600),
         db_pool_size=int(read.number("PAM_DB_POOL_SIZE", 5, low=2, high=100)),
         retention=load_retention_settings(read.env),
     )

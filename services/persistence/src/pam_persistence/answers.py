@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -28,6 +27,7 @@ from pam_shared.read_api import (
 )
 
 from pam_persistence import export, reads
+from pam_persistence.conversations import Activity
 from pam_persistence.db import describe
 
 log = logging.getLogger("pam.persistence.answers")
@@ -41,13 +41,13 @@ class Forbidden(Exception):
 
 
 class Answers:
-    def __init__(self, pool: asyncpg.Pool, gap: timedelta, max_payload: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, activity: Activity, max_payload: int) -> None:
         self.pool = pool
-        self.gap = gap
+        self.activity = activity
         self.export_page_bytes = min(export.PAGE_BYTES, max_payload // 4)
 
     async def history(self, request: Request) -> None:
-        await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.gap))
+        await answer(request, history_request_decoder, lambda q: reads.history(self.pool, q, self.activity))
 
     async def conversations(self, request: Request) -> None:
         await answer(request, conversations_request_decoder, lambda q: reads.conversations(self.pool, q))

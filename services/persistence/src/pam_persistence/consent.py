@@ -1,7 +1,8 @@
 """What persistence keeps of each user: their privacy settings, and the fences of erased users.
 
 Every batch is screened inside its own transaction, after taking an advisory lock per user
-(the one an erasure takes too, so a batch and an erasure of the same user never interleave):
+(the one an erasure takes too, so a batch and an erasure of the same user never interleave) and
+then reading, in a statement of its own, what is known of its users (``known``):
 
 - an event of an erased user, accepted before the erasure, is dropped (the fence);
 - a user who keeps their conversations to themselves has no message stored, only analytics;
@@ -14,7 +15,7 @@ while a setting changed, and for older services.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -26,6 +27,7 @@ from pam_shared.privacy import Privacy, PrivacyChange, PrivacyRequest, privacy_e
 from pam_shared.subjects import user_token
 
 from pam_persistence import answers
+from pam_persistence.known import Known
 from pam_persistence.rows import moment
 
 
@@ -43,24 +45,23 @@ class Screened:
 
 
 async def lock_users(conn: asyncpg.Connection, user_ids: Sequence[str]) -> None:
-    """Serialize with every other transaction writing or erasing these users (in one order: no deadlock)."""
-    await conn.execute(_LOCK, list(user_ids))
+    """Serialize with every other transaction writing or erasing these users (in one order: no
+    deadlock), until this one ends.  A statement of its own: only statements after it see what
+    the transactions it waited for committed."""
+    if user_ids:
+        await conn.execute(_LOCK, list(user_ids))
 
 
-async def screen(conn: asyncpg.Connection, events: Sequence[Event], salt: str, default: Privacy) -> Screened:
-    users = sorted({e.user_id for e in events if e.user_id})
-    if not users:
-        return Screened(list(events))
-    await lock_users(conn, users)
-    erased = {r["user_hash"]: r["erased_at"] for r in await conn.fetch(_FENCES, [user_hash(salt, u) for u in users])}
-    chosen = {r["user_id"]: Privacy(r["store_conversations"], r["analytics"]) for r in await conn.fetch(_CHOSEN, users)}
+def screen(events: Sequence[Event], known: Mapping[str, Known], salt: str, default: Privacy) -> Screened:
+    """``events`` as their users (``known``, read under their locks) let them be stored."""
     screened = Screened([])
     for event in events:
-        fence = erased.get(user_hash(salt, event.user_id)) if event.user_id else None
-        if fence is not None and moment(event.created_at) <= fence:
+        held = known.get(event.user_id)
+        if held is not None and held.erased_at is not None and moment(event.created_at) <= held.erased_at:
             screened.fenced.add(event.user_id)
             continue
-        screened.events.extend(allowed(event, chosen.get(event.user_id, default), salt))
+        privacy = held.privacy if held is not None and held.privacy is not None else default
+        screened.events.extend(allowed(event, privacy, salt))
     return screened
 
 
@@ -91,10 +92,6 @@ SELECT pg_advisory_xact_lock(key) FROM (
     SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest($1::text[]) AS ids (id) ORDER BY 1
 ) AS keys
 """
-
-_FENCES = "SELECT user_hash, erased_at FROM erasures WHERE user_hash = ANY($1::text[])"
-
-_CHOSEN = "SELECT user_id, store_conversations, analytics FROM privacy_settings WHERE user_id = ANY($1::text[])"
 
 
 class Choices:

@@ -38,6 +38,7 @@ from pam_shared.settings import (
 
 from pam_persistence import consent, db
 from pam_persistence.answers import Answers
+from pam_persistence.conversations import Activity
 from pam_persistence.erasure import Eraser
 from pam_persistence.retention import Retention
 from pam_persistence.store import Keeping
@@ -53,7 +54,8 @@ class Persistence:
         self.settings = settings
         self.tasks = Tasks(on_death=lambda _: stop.set())  # a dead writer: exit, and be restarted
         self.names = settings.subjects
-        self.gap = timedelta(minutes=settings.conversation_idle_minutes)
+        gap, resolution = settings.conversation_idle_minutes * 60, settings.activity_resolution_seconds
+        self.activity = Activity(timedelta(seconds=gap), timedelta(seconds=resolution))
         self.nc: Client | None = None
         self.pool: asyncpg.Pool | None = None
         self.service: Service | None = None
@@ -70,13 +72,12 @@ class Persistence:
         self.pool = await db.open_pool(settings.database_url, settings.db_pool_size)
         salt = await consent.salt_of(self.pool)
         keeping = Keeping(salt, settings.privacy_default)
-        self.writer = Writer(
-            self.nc, js, self.pool, names, settings.persist_batch_size, settings.persist_flush_ms, self.gap, keeping
-        )
+        batching = settings.persist_batch_size, settings.persist_flush_ms
+        self.writer = Writer(self.nc, js, self.pool, names, *batching, self.activity, keeping)
         await self.writer.start(self.tasks, replicas)
         self.retention = Retention(self.pool, settings.retention)
         self.retention.start(self.tasks)
-        answers = Answers(self.pool, self.gap, self.nc.max_payload)
+        answers = Answers(self.pool, self.activity, self.nc.max_payload)
         mirror = await jetstream.ensure_bucket(js, privacy.bucket_config(names, replicas))
         choices = consent.Choices(self.pool, mirror, settings.privacy_default)
         eraser = Eraser(self.nc, self.pool, names, _token_checks(), salt)

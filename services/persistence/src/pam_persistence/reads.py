@@ -27,6 +27,8 @@ from pam_shared.read_api import (
     StoredMessage,
 )
 
+from pam_persistence.conversations import Activity
+
 READ_TIMEOUT_SECONDS = 5.0
 MAX_HISTORY_TURNS = 100
 MAX_PAGE = 200
@@ -42,11 +44,14 @@ class BadCursor(ValueError):
     """A cursor this service did not make."""
 
 
-async def history(pool: asyncpg.Pool, query: HistoryRequest, gap: timedelta) -> HistoryReply:
+async def history(pool: asyncpg.Pool, query: HistoryRequest, activity: Activity) -> HistoryReply:
     """The last turns of the conversation the user is in at ``before``, oldest first."""
     before = datetime.fromtimestamp(query.before, UTC)
     limit = max(0, min(query.limit, MAX_HISTORY_TURNS))
-    rows = await pool.fetch(_HISTORY, query.user_id, before, before - gap, limit, timeout=READ_TIMEOUT_SECONDS)
+    idle = before - activity.gap
+    rows = await pool.fetch(
+        _HISTORY, query.user_id, before, idle, limit, idle - activity.resolution, timeout=READ_TIMEOUT_SECONDS
+    )
     if not rows:
         return HistoryReply(conversation_id=None)
     turns = [Turn(role=r["role"], content=r["content"]) for r in rows if r["role"] is not None]
@@ -174,8 +179,9 @@ def as_uuid(text: str) -> uuid.UUID | None:
 
 _HISTORY = """
 WITH current AS (
-    SELECT id FROM conversations
-    WHERE user_id = $1 AND started_at <= $2 AND last_activity_at >= $3
+    SELECT id FROM conversations AS c
+    WHERE user_id = $1 AND started_at <= $2 AND last_activity_at >= $5
+      AND (last_activity_at >= $3 OR EXISTS (SELECT FROM messages WHERE conversation_id = c.id AND created_at >= $3))
     ORDER BY last_activity_at DESC LIMIT 1
 )
 SELECT current.id AS conversation_id, recent.role, recent.content
@@ -186,6 +192,9 @@ FROM current LEFT JOIN LATERAL (
 ) recent ON true
 ORDER BY recent.created_at, recent.id
 """
+"""A stored ``last_activity_at`` lags its conversation's last message by up to the resolution
+(``conversations``): one that may be within the idle gap only by that lag ($5) is asked its
+messages."""
 
 _CONVERSATIONS = """
 SELECT c.id, c.started_at, c.last_activity_at, c.region,

@@ -1,5 +1,11 @@
 """Writing a batch of events to PostgreSQL in one transaction.
 
+A batch first takes its users' advisory locks (``consent.lock_users``), then reads what is known
+of them in one statement (``known``: fences and privacy settings to screen by, ``users`` rows and
+nearby conversations to keep books by), and writes a ``users`` or ``conversations`` row only
+where it changes by more than the activity resolution (``conversations``): in a steady stream
+of a user's messages, most batches write neither, only their rows by COPY.
+
 Redelivery is harmless: the ids of a batch already stored are looked up first (one index
 probe per id), and only the rest are placed in a conversation and written, by COPY straight
 into ``messages`` and ``analytics_events``.  Picked by measurement (``bench/persistence_ingest.py``,
@@ -7,19 +13,19 @@ docs/performance.md): this "stored-id check + COPY" costs a fraction of ``INSERT
 CONFLICT DO NOTHING`` from ``unnest`` arrays or from a COPY into a temporary table, needs no
 temporary table (so it works behind a transaction-mode pooler) and keeps a row per id.  Two
 instances writing the same event (a redelivery racing its first delivery) cannot both pass the
-check: the event's user is in both batches, and the per-user lock that opens each transaction
-(``consent.lock_users``) is held until commit, so the second one checks after the first
-committed (each statement sees what was committed before it began).  Were a duplicate ever to reach the COPY,
-the primary key would refuse it; the writer then writes the batch event by event, and the
-check skips the stored one.
+check: the event's user is in both batches, and the advisory lock each takes on its users first
+is held until commit, so the second one checks after the first committed (each statement sees
+what was committed before it began).  Were a duplicate ever to reach the COPY, the primary key
+would refuse it; the writer then writes the batch event by event, and the check skips the
+stored one.
 
 An ``Answer``'s analytics row shares its message's id and transaction, so a stored message
 means its analytics row is stored too; only old-style ``AnalyticsEvent`` ids are looked up.
 
-Each batch first upserts the users of its messages in id order; that row lock serializes
-instances writing for the same user, so two of them never start two conversations at once.
-(Analytics alone touch no user row; the per-user lock ``consent.screen`` takes first
-serializes them.)
+The same locks serialize instances writing for the same user, so two of them never start two
+conversations at once, and each reads what the other wrote.  Only stored messages make or move
+a ``users`` row: analytics alone make none (a user who keeps their conversations to themselves
+has none; anonymous analytics have no user).
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ import asyncpg
 from pam_shared.events import AnalyticsEvent, Event, UserMessage
 from pam_shared.privacy import Privacy
 
-from pam_persistence import consent
-from pam_persistence.conversations import Span, place
+from pam_persistence import consent, known
+from pam_persistence.conversations import Activity, Span, place, unsure
+from pam_persistence.known import Known
 from pam_persistence.rows import ANALYTICS_COLUMNS, MESSAGE_COLUMNS, Message, Split, analytics_row, message_row, moment
 
 
@@ -58,22 +65,42 @@ class Keeping:
 
 
 async def write(
-    pool: asyncpg.Pool, events: Sequence[Event], parked: Sequence[Parked], gap: timedelta, keeping: Keeping
+    pool: asyncpg.Pool, events: Sequence[Event], parked: Sequence[Parked], activity: Activity, keeping: Keeping
 ) -> set[str]:
     """Store one batch atomically, as its users allow: all of it is committed, or none of it.
     Returns the erased users whose events it dropped."""
+    users = sorted({e.user_id for e in events if e.user_id})
     async with pool.acquire() as conn, conn.transaction():
-        screened = await consent.screen(conn, events, keeping.salt, keeping.default)
-        await _write(conn, Split.of(screened.events), parked, gap)
+        await consent.lock_users(conn, users)
+        hashes = [consent.user_hash(keeping.salt, u) for u in users]
+        held = await known.read(conn, users, hashes, _near(events, activity)) if users else {}
+        screened = consent.screen(events, held, keeping.salt, keeping.default)
+        await _write(conn, screened.events, held, parked, activity)
     return screened.fenced
 
 
-async def _write(conn: asyncpg.Connection, split: Split, parked: Sequence[Parked], gap: timedelta) -> None:
-    await _touch_users(conn, split.messages)
+def _near(events: Sequence[Event], activity: Activity) -> tuple[datetime, datetime] | None:
+    """Between when a conversation the batch's messages may join was last active, as stored
+    (up to the resolution before its last message)."""
+    times = [e.created_at for e in events if not isinstance(e, AnalyticsEvent)]
+    if not times:
+        return None
+    return moment(min(times)) - activity.gap - activity.resolution, moment(max(times)) + activity.gap
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    events: Sequence[Event],
+    held: dict[str, Known],
+    parked: Sequence[Parked],
+    activity: Activity,
+) -> None:
+    split = Split.of(events)
+    await _touch_users(conn, split.messages, held, activity.resolution)
     old = await _stored(conn, _IN_MESSAGES, [m.event_id for m in split.messages])
     old |= await _stored(conn, _IN_ANALYTICS, [e.event_id for e in split.analytics if isinstance(e, AnalyticsEvent)])
     fresh = [m for m in split.messages if m.event_id not in old]
-    conversations = await _place(conn, fresh, gap)
+    conversations = await _place(conn, fresh, held, activity)
     if fresh:
         rows = [message_row(m, conversations[m.event_id]) for m in fresh]
         await conn.copy_records_to_table("messages", records=rows, columns=MESSAGE_COLUMNS)
@@ -82,17 +109,26 @@ async def _write(conn: asyncpg.Connection, split: Split, parked: Sequence[Parked
     await _insert_parked(conn, parked)
 
 
-async def _touch_users(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
-    """The users whose messages are stored: analytics alone make no ``users`` row (a user who
-    keeps their conversations to themselves has none; anonymous analytics have no user)."""
+async def _touch_users(
+    conn: asyncpg.Connection, messages: Sequence[Message], held: dict[str, Known], resolution: timedelta
+) -> None:
+    """Upsert the users of stored messages who are new, or seen earlier than stored, or later by
+    more than ``resolution``."""
     seen: dict[str, tuple[datetime, datetime]] = {}
     for message in messages:
         at = moment(message.created_at)
         first, last = seen.get(message.user_id, (at, at))
         seen[message.user_id] = (min(first, at), max(last, at))
-    if seen:
-        ids = sorted(seen)
+    ids = sorted(i for i, (first, last) in seen.items() if _moved(held.get(i), first, last, resolution))
+    if ids:
         await conn.execute(_USERS, ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids])
+
+
+def _moved(user: Known | None, first: datetime, last: datetime, resolution: timedelta) -> bool:
+    if user is None or user.seen is None:
+        return True
+    stored_first, stored_last = user.seen
+    return first < stored_first or last - stored_last > resolution
 
 
 async def _stored(conn: asyncpg.Connection, query: str, ids: list[str]) -> set[str]:
@@ -100,25 +136,37 @@ async def _stored(conn: asyncpg.Connection, query: str, ids: list[str]) -> set[s
     return {row["id"] for row in await conn.fetch(query, ids)} if ids else set()
 
 
-async def _place(conn: asyncpg.Connection, messages: list[Message], gap: timedelta) -> dict[str, uuid.UUID]:
-    """Each message's conversation id; conversations started or stretched are written back."""
+async def _place(
+    conn: asyncpg.Connection, messages: list[Message], held: dict[str, Known], activity: Activity
+) -> dict[str, uuid.UUID]:
+    """Each message's conversation id; conversations started, or stretched by more than the
+    resolution, are written back."""
     if not messages:
         return {}
-    times = [moment(m.created_at) for m in messages]
-    users = sorted({m.user_id for m in messages})
-    spans: dict[str, list[Span]] = {}
-    for row in await conn.fetch(_SPANS, users, min(times) - gap, max(times) + gap):
-        spans.setdefault(row["user_id"], []).append(Span(**row))
+    spans = {user: held[user].spans if user in held else [] for user in {m.user_id for m in messages}}
+    times: dict[str, list[datetime]] = {}
+    for message in messages:
+        times.setdefault(message.user_id, []).append(moment(message.created_at))
+    await _resolve(conn, [s for user, at in times.items() for s in unsure(spans[user], at, activity)])
     placed = {}
     for message in sorted(messages, key=lambda m: m.created_at):
         region = message.region if isinstance(message, UserMessage) else ""
         at = moment(message.created_at)
-        placed[message.event_id] = place(spans.setdefault(message.user_id, []), message.user_id, at, region, gap).id
-    changed = [s for user_spans in spans.values() for s in user_spans if s.changed]
+        placed[message.event_id] = place(spans[message.user_id], message.user_id, at, region, activity.gap).id
+    changed = [s for user_spans in spans.values() for s in user_spans if s.unwritten(activity.resolution)]
     if changed:
         rows = [(s.id, s.user_id, s.started_at, s.last_activity_at, s.region) for s in changed]
         await conn.execute(_CONVERSATIONS, *_columns(rows))
     return placed
+
+
+async def _resolve(conn: asyncpg.Connection, spans: list[Span]) -> None:
+    """The true ends of ``spans``: their last messages."""
+    if spans:
+        ends = {row["id"]: row["last"] for row in await conn.fetch(_ENDS, [s.id for s in spans])}
+        for span in spans:
+            if ends.get(span.id) is not None:
+                span.resolved(ends[span.id])
 
 
 async def _insert_parked(conn: asyncpg.Connection, parked: Sequence[Parked]) -> None:
@@ -140,9 +188,9 @@ ON CONFLICT (id) DO UPDATE SET
     last_seen_at = GREATEST(users.last_seen_at, EXCLUDED.last_seen_at)
 """
 
-_SPANS = """
-SELECT id, user_id, started_at, last_activity_at, region FROM conversations
-WHERE user_id = ANY($1::text[]) AND last_activity_at >= $2 AND started_at <= $3
+_ENDS = """
+SELECT c.id, (SELECT max(m.created_at) FROM messages AS m WHERE m.conversation_id = c.id) AS last
+FROM unnest($1::uuid[]) AS c (id)
 """
 
 _CONVERSATIONS = """

@@ -28,7 +28,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -42,6 +41,7 @@ from pam_shared.events import Event, event_decoder
 from pam_shared.subjects import Subjects
 
 from pam_persistence import metrics, store
+from pam_persistence.conversations import Activity
 from pam_persistence.db import REFUSED_BY_DATABASE, describe, retry_delays
 from pam_persistence.pull import Puller
 
@@ -74,7 +74,7 @@ class Writer:
         names: Subjects,
         batch_size: int,
         flush_ms: float,
-        gap: timedelta,
+        activity: Activity,
         keeping: store.Keeping,
     ) -> None:
         self.nc = nc
@@ -84,7 +84,7 @@ class Writer:
         self.names = names
         self.batch_size = batch_size
         self.flush_seconds = flush_ms / 1000
-        self.gap = gap
+        self.activity = activity
         self._stopping = asyncio.Event()
         self._puller: Puller | None = None
         self._task: asyncio.Task[None] | None = None
@@ -162,7 +162,7 @@ class Writer:
             try:
                 events = [i.event for i in items if i.event is not None]
                 parked = [i.parked for i in items if i.parked is not None]
-                fenced = await store.write(self.pool, events, parked, self.gap, self.keeping)
+                fenced = await store.write(self.pool, events, parked, self.activity, self.keeping)
                 if held:
                     log.info("database back: wrote %d held events", len(items), extra={"marker": logs.RECONNECT})
                 return fenced
