@@ -14,7 +14,7 @@ from typing import Any
 from bench.results import RESULTS
 
 
-def _figure(value: Any) -> str:
+def figure(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -24,7 +24,7 @@ def _figure(value: Any) -> str:
     return str(value)
 
 
-def _grid(header: list[str], rows: list[list[str]], markdown: bool = False) -> str:
+def grid(header: list[str], rows: list[list[str]], markdown: bool = False) -> str:
     if markdown:
         lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
         lines.insert(1, "|" + "---|" * len(header))
@@ -46,11 +46,11 @@ def render(scenarios: list[dict[str, Any]], summary: dict[str, Any], markdown: b
         for check in result.get("checks", []):
             met = "yes" if check.get("met") else "NO"
             cells = [check.get(k) for k in ("project", "yardstick", "ratio")]
-            rows.append([number, check["metric"], *map(_figure, cells), str(check.get("target", "")), met])
+            rows.append([number, check["metric"], *map(figure, cells), str(check.get("target", "")), met])
     header = ["#", "metric", "project", "yardstick", "ratio", "target", "met"]
     mode = "quick" if summary["quick"] else "full"
     load = f"load average {summary['load_before']} -> {summary['load_after']}"
-    return f"{_grid(header, rows, markdown)}\n\n({mode} run, {summary['seconds']} s, {load})"
+    return f"{grid(header, rows, markdown)}\n\n({mode} run, {summary['seconds']} s, {load})"
 
 
 def variants(done: list[dict[str, Any]], markdown: bool = False) -> str:
@@ -72,10 +72,10 @@ def variants(done: list[dict[str, Any]], markdown: bool = False) -> str:
             three.get("project", {}).get("kb_per_connection"),
             three.get("yardstick", {}).get("kb_per_connection"),
         ]
-        rows.append([variant, *map(_figure, figures)])
+        rows.append([variant, *map(figure, figures)])
     header = ["variant", "1: msg/s", "1: p99 ms", "1: gw us/msg", "1: bare msg/s", "1: bare 28-frame msg/s"]
     header += ["1: bare 28-frame us/msg", "3: KB/conn", "3: echo KB/conn"]
-    return _grid(header, rows, markdown)
+    return grid(header, rows, markdown)
 
 
 def main() -> None:

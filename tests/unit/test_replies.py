@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
 from pam_orchestrator.replies import ReplyStream
 from pam_shared import subjects
 from pam_shared.protocol import UiAction
@@ -26,6 +28,10 @@ class Wire:
 
 def frames(data: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in data.split(b"\n")]
+
+
+def deltas(wire: Wire) -> list[object]:
+    return [f["delta"] for data, _ in wire.sent for f in frames(data)]
 
 
 async def test_the_first_delta_goes_at_once_and_the_rest_ride_with_the_end():
@@ -53,3 +59,20 @@ async def test_nothing_waiting_means_the_end_comes_alone():
 
     assert [[f["type"] for f in frames(data)] for data, _ in wire.sent] == [["chat_chunk"], ["ui_actions"], ["error"]]
     assert all(subjects.LEADING_CHUNK_HEADER not in headers for _, headers in wire.sent)
+
+
+@pytest.mark.parametrize("window_ms", [10, 15, 25, 40])
+async def test_a_chunk_after_a_quiet_period_goes_out_at_once_whatever_the_window(window_ms):
+    window = window_ms / 1000
+    wire = Wire()
+    replies = ReplyStream(wire.respond, "m1", wire.keep, window=window)
+    await replies.chunk("first ")
+    assert deltas(wire) == ["first "]  # the first token is never held back
+    await replies.chunk("second ")
+    assert deltas(wire) == ["first "]  # within the window of the last chunk sent: it waits
+    await asyncio.sleep(2 * window)
+    assert deltas(wire) == ["first ", "second "]  # and goes when the window has passed
+
+    await asyncio.sleep(1.5 * window)  # a pause in the model's stream, longer than the window
+    await replies.chunk("after the pause")
+    assert deltas(wire) == ["first ", "second ", "after the pause"]  # sent before chunk() returned

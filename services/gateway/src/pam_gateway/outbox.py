@@ -1,9 +1,13 @@
 """An ordered, bounded send queue for one socket.
 
-Replies arrive from NATS callbacks that must never wait on a slow client, so they
-only enqueue here.  A writer task exists only while frames are waiting, which keeps
-idle sockets cheap.  A client that stops reading is cut off (1013) once its queue
-passes the byte limit, instead of growing gateway memory without bound.
+Replies arrive from NATS callbacks that must never wait on a slow client.  A frame
+that finds nothing queued is written at once, in the caller's turn: the socket's send
+is started right there and, as long as the client keeps reading, finishes without
+waiting (no task, no loop turn per frame: a streamed answer is hundreds of frames).
+Only a send that has to wait (the client's buffer is full) goes on in a writer task,
+and frames put meanwhile queue behind it; the writer exists only while that lasts,
+which keeps idle sockets cheap.  A client that stops reading is cut off (1013) once
+its queue passes the byte limit, instead of growing gateway memory without bound.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import types
 from collections import deque
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any
 
 from pam_shared.protocol import TRY_AGAIN_LATER
 from starlette.websockets import WebSocket
@@ -37,10 +44,13 @@ class Outbox:
         self.close_code: int | None = None
 
     def put(self, text: str) -> None:
-        """Queue one frame; never blocks."""
+        """Send one frame, or queue it behind a send that waits; never blocks."""
         if self.closed:
             return
         metrics.count_out(text)
+        if self._writer is None:
+            self._send_now(text)
+            return
         if self._queue is None:
             self._queue = deque()
         self._queue.append(text)
@@ -48,8 +58,18 @@ class Outbox:
         if self._queued > self._limit:
             log.warning("slow consumer: send queue over %d bytes, disconnecting", self._limit)
             self._shut(TRY_AGAIN_LATER)
-        elif self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+
+    def _send_now(self, text: str) -> None:
+        """Run the socket's send until it is done or has to wait; a writer task finishes a wait."""
+        send = self._websocket.send_text(text)
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the peer went away mid-send; the receive loop sees it too
+            self.closed = True
+            return
+        self._writer = asyncio.create_task(self._drain(_resumed(send, waiting)))
 
     async def close(self, code: int) -> None:
         """Send what is queued (within a bound), then close the socket with ``code``."""
@@ -74,8 +94,10 @@ class Outbox:
             self._writer.cancel()
             self._writer = None
 
-    async def _drain(self) -> None:
+    async def _drain(self, started: Awaitable[None]) -> None:
+        """Finish the send that had to wait, then everything queued behind it."""
         try:
+            await started
             while self._queue:
                 text = self._queue.popleft()
                 self._queued -= len(text)
@@ -89,3 +111,23 @@ class Outbox:
     def _shut(self, code: int) -> None:
         self.discard()
         self.close_soon(code)
+
+
+@types.coroutine
+def _resumed(started: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    """The rest of a coroutine already run up to its first wait (``waiting``, what it yielded),
+    for a task to await: what it waits on goes up to the task, and what the task sends or
+    throws back (a result, a cancellation) goes down to it, as ``await`` would have done."""
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:
+            try:
+                waiting = started.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = started.send(sent)
+            except StopIteration:
+                return
