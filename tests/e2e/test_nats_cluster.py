@@ -19,6 +19,7 @@ import httpx
 import nats
 import pytest
 from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
+from pam_shared import jetstream
 from pam_shared.journal import DUPLICATE_WINDOW_SECONDS, MAX_AGE_SECONDS
 from pam_shared.subjects import Subjects
 from support.client import ANSWER_ENDS, PamClient, chat_frame, connected
@@ -283,8 +284,10 @@ async def left_by_a_single_node(url: str, names: Subjects, events: int) -> None:
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_age=MAX_AGE_SECONDS,
         )
-        await js.add_stream(stream)
-        await js.add_stream(StreamConfig(name=names.frames_stream, subjects=[names.frames_wildcard], max_age=900))
+        await jetstream.ensure_stream(js, stream)  # and its leader is known, so the publishes below find it
+        await jetstream.ensure_stream(
+            js, StreamConfig(name=names.frames_stream, subjects=[names.frames_wildcard], max_age=900)
+        )
         await js.create_key_value(KeyValueConfig(bucket=names.rate_bucket, ttl=120, history=1))
         consumer = ConsumerConfig(durable_name=names.persistence_consumer, filter_subject=names.events_wildcard)
         await js.add_consumer(names.events_stream, consumer)
