@@ -51,19 +51,32 @@ def pids_named(name: str) -> list[int]:
     return found
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used so far (``/proc/stat``, all cores, idle and iowait left out)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
 class CpuMeter:
-    """CPU seconds used by a set of processes between ``start`` and ``stop``."""
+    """CPU seconds used by a set of processes between ``start`` and ``stop``, and by everything
+    else on the machine meanwhile (``others``: other people's work on a shared box shows there)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self._before: dict[str, float] = {}
+        self._machine_before = 0.0
         self.used: dict[str, float] = {}
+        self.others = 0.0
 
     def start(self) -> None:
         self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._machine_before = machine_cpu_seconds()
 
     def stop(self) -> dict[str, float]:
+        machine = machine_cpu_seconds() - self._machine_before
         self.used = {name: round(cpu_seconds(pid) - self._before[name], 2) for name, pid in self.pids.items()}
+        self.others = round(max(0.0, machine - sum(self.used.values())), 2)
         return self.used
 
 
