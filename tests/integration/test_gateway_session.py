@@ -19,9 +19,9 @@ from pam_gateway.outbox import Outbox
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Relay
 from pam_gateway.session import Session
+from pam_gateway.spent import SpentBook
 from pam_shared.auth import Identity, authenticate
 from pam_shared.background import Tasks
-from pam_shared.budget import Budgets
 from pam_shared.internal import chat_request_decoder
 from pam_shared.journal import Journal
 from pam_shared.privacy import Privacy
@@ -37,15 +37,16 @@ async def path(nc: Client, names: Subjects, tmp_path: Path) -> AsyncIterator[Cha
     kept = KeptFrames(nc.jetstream(), names)
     parts = ChatPath(
         UserQuota(nc.jetstream(), names.rate_bucket, 100),
-        Budgets(nc.jetstream(), names.budget_bucket, BudgetSettings(0, 0)),
+        SpentBook(nc.jetstream(), names.budget_bucket, BudgetSettings(0, 0)),
         ChatKeys(nc.jetstream(), names.idempotency_bucket, 60),
         PrivacyBook(nc.jetstream(), names, Privacy()),
         Journal(nc, names, Spool(tmp_path, "test"), 100),
         Relay(nc, names, "gw-test", 5, kept, tasks),
     )
-    for part in (parts.quota, parts.budgets, parts.keys, parts.journal, parts.relay):
+    for part in (parts.quota, parts.keys, parts.journal, parts.relay):
         await part.start()
     await parts.book.start(tasks, 1)
+    await parts.spent.start(tasks, 1)
     yield parts
     tasks.closing()
     await parts.book.close()

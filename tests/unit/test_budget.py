@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pam_orchestrator.engine import Usage
 from pam_orchestrator.spend import usage_spent
-from pam_shared.budget import Budgets, Spent, estimate_tokens, key, resets_at
+from pam_shared.budget import Budgets, Spent, estimate_tokens, key, marker_key, resets_at
 from pam_shared.settings import BudgetSettings, ConfigError, load_gateway_settings, load_orchestrator_settings
 from pam_shared.subjects import Subjects, user_token
 
@@ -20,6 +20,8 @@ def test_keys_start_with_the_user_then_the_utc_period():
     at = datetime(2026, 12, 2, 23, 30, tzinfo=UTC)
     assert key(USER, "day", at) == f"{USER}.day.20261202"
     assert key(USER, "month", at) == f"{USER}.month.202612"
+    assert marker_key(USER, "day", at) == f"{USER}.spent.day.20261202"  # also under the user's prefix
+    assert marker_key(USER, "month", at) == f"{USER}.spent.month.202612"
     brisbane = at.astimezone(timezone(timedelta(hours=10)))  # already 3 December there: UTC decides
     assert key(USER, "day", brisbane) == f"{USER}.day.20261202"
     odd = "someone@example.com"
@@ -46,6 +48,8 @@ def test_periods_reset_at_the_next_utc_midnight_and_first_of_the_month(at, day, 
 def test_a_spent_budget_says_which_and_when_in_utc():
     spent = Spent("month", datetime(2027, 1, 1, tzinfo=UTC), 42)
     assert spent.details == {"period": "month", "resets_at": "2027-01-01T00:00:00Z", "retry_after_seconds": 42}
+    late = Spent.until_reset("day", datetime(2026, 12, 2, 23, 59, 59, 500000, tzinfo=UTC))
+    assert (late.resets_at, late.retry_after_seconds) == (datetime(2026, 12, 3, tzinfo=UTC), 1)
 
 
 def test_text_is_estimated_at_four_characters_a_token_rounded_up():
@@ -75,7 +79,6 @@ def test_a_request_that_failed_before_anything_was_said_costs_nothing():
 async def test_with_no_budget_set_a_chat_costs_no_key_value_work():
     budgets = Budgets(None, "UNUSED", BudgetSettings(0, 0))  # type: ignore[arg-type]  # touching it would fail
     assert not budgets.enabled
-    assert await budgets.spent(USER) is None
     await budgets.debit(USER, 500)
 
 

@@ -1,11 +1,13 @@
 """Per-user token budgets per UTC day and month, shared cluster-wide through a JetStream key-value bucket.
 
-Gateways read a user's counters before a chat goes to the model and refuse it once a
-limit is spent; orchestrators add each answer's tokens afterwards by compare-and-set on
-the entry's revision, so any number of them never lose an update.  Keys put the user first
+Orchestrators add each answer's tokens afterwards by compare-and-set on the entry's revision,
+so any number of them never lose an update.  Keys put the user first
 (``<user_token>.day.<YYYYMMDD>``, ``<user_token>.month.<YYYYMM>``) so one user's entries go
-by prefix.  Reads come from the bucket's stream leader: a debit just written is seen.  If the
-bucket cannot be reached the budget fails open (chat keeps working) and says so once.
+by prefix.  A debit that takes a counter to or over its limit first writes a *spent marker*
+(``<user_token>.spent.<period>.<stamp>``, the count it is about to write): gateways watch the
+markers alone (``pam_gateway.spent``), so admitting a chat reads nothing, and a counter is never
+seen at its limit before its marker.  ``GET /api/v1/usage`` reads the counters themselves, from
+the bucket's stream leader.  If the bucket cannot be reached a debit is skipped and says so once.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ log = logging.getLogger("pam.budget")
 Period = Literal["day", "month"]
 PERIODS: tuple[Period, ...] = ("day", "month")
 TTL_SECONDS = 33 * 86400
-"""A month's entry outlives its month (the bucket's max age counts from the last write)."""
+"""A month's entry (and marker) outlives its month (the bucket's max age counts from the last write)."""
+MARKERS = "*.spent.>"
+"""The keys of every user's spent markers, for a watcher (``pam_gateway.spent``)."""
 TIMEOUT_SECONDS = 1.0
-"""How long a chat waits for its counters before it is let through."""
+"""How long ``GET /api/v1/usage`` waits (times 5) for the counters, and a debit for each write."""
 DEBIT_ATTEMPTS = 100
 BACKOFF_SECONDS = 0.002
 """After a lost compare-and-set, wait up to this times the attempts so far (jittered): writers spread out."""
@@ -69,6 +73,11 @@ class Spent:
     resets_at: datetime
     retry_after_seconds: int
 
+    @classmethod
+    def until_reset(cls, period: Period, now: datetime) -> Spent:
+        reset = resets_at(period, now)
+        return cls(period, reset, max(1, math.ceil((reset - now).total_seconds())))
+
     @property
     def details(self) -> dict[str, object]:
         return {
@@ -78,10 +87,23 @@ class Spent:
         }
 
 
+def stamp(period: Period, at: datetime) -> str:
+    """The UTC day (``YYYYMMDD``) or month (``YYYYMM``) ``at`` falls in."""
+    return at.astimezone(UTC).strftime("%Y%m%d" if period == "day" else "%Y%m")
+
+
 def key(user_id: str, period: Period, at: datetime) -> str:
     """The entry of ``user_id``'s spend in the UTC day or month ``at`` falls in."""
-    stamp = at.astimezone(UTC).strftime("%Y%m%d" if period == "day" else "%Y%m")
-    return f"{user_token(user_id)}.{period}.{stamp}"
+    return f"{user_token(user_id)}.{period}.{stamp(period, at)}"
+
+
+def marker_key(user_id: str, period: Period, at: datetime) -> str:
+    """The marker saying ``user_id`` reached a limit in that day or month (``MARKERS`` matches it)."""
+    return f"{user_token(user_id)}.spent.{period}.{stamp(period, at)}"
+
+
+def bucket_config(bucket: str, replicas: int) -> KeyValueConfig:
+    return KeyValueConfig(bucket=bucket, ttl=TTL_SECONDS, history=1, replicas=replicas, direct=False)
 
 
 def resets_at(period: Period, at: datetime) -> datetime:
@@ -111,27 +133,7 @@ class Budgets:
         self._failing = False
 
     async def start(self, replicas: int = 1) -> None:
-        config = KeyValueConfig(bucket=self.bucket, ttl=TTL_SECONDS, history=1, replicas=replicas, direct=False)
-        self._kv = await jetstream.ensure_bucket(self.js, config)
-
-    async def spent(self, user_id: str, now: datetime | None = None) -> Spent | None:
-        """The period whose limit ``user_id`` has used up, if any (the one resetting last)."""
-        limited = [p for p in PERIODS if self.limits[p]]
-        if not limited:
-            return None
-        now = now or datetime.now(UTC)
-        try:
-            used = await asyncio.wait_for(self._read_all(user_id, limited, now), TIMEOUT_SECONDS)
-        except Exception as exc:  # NATS trouble must not stop people chatting
-            self._failed("budget bucket unavailable, allowing: %r", exc)
-            return None
-        self._working()
-        over = [p for p, n in zip(limited, used, strict=True) if n >= self.limits[p]]
-        if not over:
-            return None
-        period = over[-1]
-        reset = resets_at(period, now)
-        return Spent(period, reset, max(1, math.ceil((reset - now).total_seconds())))
+        self._kv = await jetstream.ensure_bucket(self.js, bucket_config(self.bucket, replicas))
 
     async def usage(self, user_id: str, now: datetime | None = None) -> Usage:
         """What ``user_id`` spent this day and month, against the limits; raises on NATS trouble."""
@@ -149,13 +151,13 @@ class Budgets:
         now = now or datetime.now(UTC)
         try:
             for period in PERIODS:
-                await asyncio.wait_for(self._add(key(user_id, period, now), tokens), TIMEOUT_SECONDS * 5)
+                await asyncio.wait_for(self._add(user_id, period, now, tokens), TIMEOUT_SECONDS * 5)
         except Exception as exc:
             self._failed("budget not debited (%d tokens): %r", tokens, exc)
             return
         self._working()
 
-    async def _read_all(self, user_id: str, periods: tuple[Period, ...] | list[Period], now: datetime) -> list[int]:
+    async def _read_all(self, user_id: str, periods: tuple[Period, ...], now: datetime) -> list[int]:
         return list(await asyncio.gather(*(self._read(key(user_id, p, now)) for p in periods)))
 
     async def _read(self, name: str) -> int:
@@ -166,26 +168,36 @@ class Budgets:
             return 0
         return int(entry.value or b"0")
 
-    async def _add(self, name: str, tokens: int) -> None:
+    async def _add(self, user_id: str, period: Period, now: datetime, tokens: int) -> None:
         """Compare-and-set: a concurrent debit makes us read again and add to that."""
         assert self._kv is not None
+        name = key(user_id, period, now)
         for attempt in range(DEBIT_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
             try:
                 entry = await self._kv.get(name)
             except KeyNotFoundError:
-                try:
-                    await self._kv.create(name, str(tokens).encode())
-                    return
-                except KeyWrongLastSequenceError:
-                    continue
+                entry = None
+            used = (int(entry.value or b"0") if entry else 0) + tokens
+            await self._mark(user_id, period, now, used)
             try:
-                await self._kv.update(name, str(int(entry.value or b"0") + tokens).encode(), last=entry.revision)
+                if entry is None:
+                    await self._kv.create(name, str(used).encode())
+                else:
+                    await self._kv.update(name, str(used).encode(), last=entry.revision)
                 return
             except KeyWrongLastSequenceError:
                 continue
         raise RuntimeError(f"{name} changed {DEBIT_ATTEMPTS} times while being debited")
+
+    async def _mark(self, user_id: str, period: Period, now: datetime, used: int) -> None:
+        """Before a counter reaches its limit, its marker (what gateways watch) says so.  Written
+        on every debit at or over the limit, so one lost write is mended by the next answer; if the
+        counter's write then fails for good, the marker still tells what was really spent."""
+        assert self._kv is not None
+        if self.limits[period] and used >= self.limits[period]:
+            await self._kv.put(marker_key(user_id, period, now), str(used).encode())
 
     def _failed(self, text: str, *args: object) -> None:
         if not self._failing:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from nats.errors import Error as NatsError
 from pam_shared import logs, tracing
 from pam_shared.auth import Identity
-from pam_shared.budget import Budgets
 from pam_shared.errors import ErrorCode
 from pam_shared.events import UserMessage
 from pam_shared.internal import (
@@ -34,6 +33,7 @@ from pam_gateway.consent import PrivacyBook
 from pam_gateway.idempotency import ChatKeys, chat_key
 from pam_gateway.quota import UserQuota
 from pam_gateway.relay import Recipient, Relay
+from pam_gateway.spent import SpentBook
 
 log = logging.getLogger("pam.gateway.chats")
 
@@ -64,7 +64,7 @@ class ChatPath:
     keys that spot a re-sent chat, the user's privacy settings, the journal, the relay."""
 
     quota: UserQuota
-    budgets: Budgets
+    spent: SpentBook
     keys: ChatKeys
     book: PrivacyBook
     journal: Journal
@@ -80,7 +80,7 @@ class ChatPath:
         if retry_after:
             metrics.rate_limited.labels("user").inc()
             return Refused("rate_limited", {"retry_after": round(retry_after, 2)}, retry_after)
-        spent = None if identity.demo else await self.budgets.spent(identity.user_id)
+        spent = None if identity.demo else self.spent.spent(identity.user_id)
         if spent is not None:
             metrics.rate_limited.labels("budget").inc()
             return Refused("budget_exceeded", spent.details, spent.retry_after_seconds)

@@ -1,5 +1,6 @@
 """A user being erased, as a gateway sees it: their sockets closed (``ERASED``), their chats and
-new sockets refused until persistence says the erasure is done (``pam_persistence.erasure``)."""
+new sockets refused until persistence says the erasure is done (``pam_persistence.erasure``),
+their privacy settings and spent budget markers dropped from memory."""
 
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ from pam_shared.subjects import Subjects
 
 from pam_gateway.consent import PrivacyBook
 from pam_gateway.registry import Registry
+from pam_gateway.spent import SpentBook
 
 log = logging.getLogger("pam.gateway.erasing")
 
 
 class Erasures:
-    def __init__(self, nc: Client, names: Subjects, instance: str, registry: Registry, book: PrivacyBook) -> None:
+    def __init__(
+        self, nc: Client, names: Subjects, instance: str, registry: Registry, book: PrivacyBook, spent: SpentBook
+    ) -> None:
         self.nc, self.names, self.instance = nc, names, instance
-        self.registry, self.book = registry, book
+        self.registry, self.book, self.spent = registry, book, spent
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -38,6 +42,7 @@ class Erasures:
         with survive("gateway-erasures", "erasure"):
             erasing = erasing_decoder.decode(msg.data)
             self.book.erase(erasing.user_id, erasing.done)
+            self.spent.forget(erasing.user_id)  # at the start and again once the bucket is purged
             sessions = [] if erasing.done else self.registry.sessions_of(erasing.user_id)
             await asyncio.gather(*(session.outbox.close(ERASED) for session in sessions))
             if sessions:

@@ -38,6 +38,7 @@ from pam_gateway.registry import Registry
 from pam_gateway.relay import Relay
 from pam_gateway.session import Session
 from pam_gateway.sockets import Sockets
+from pam_gateway.spent import SpentBook
 
 log = logging.getLogger("pam.gateway")
 
@@ -64,10 +65,11 @@ class Gateway:
         self.voice_per_user = UserQuota(self.nc.jetstream(), names.rate_bucket, speech.per_user_per_minute)
         self.keys = ChatKeys(self.nc.jetstream(), names.idempotency_bucket, settings.idempotency_window_seconds)
         self.budgets = Budgets(self.nc.jetstream(), names.budget_bucket, settings.budget)
+        self.spent = SpentBook(self.nc.jetstream(), names.budget_bucket, settings.budget)
         self.book = PrivacyBook(self.nc.jetstream(), names, settings.privacy_default)
-        self.path = ChatPath(self.quota, self.budgets, self.keys, self.book, self.journal, self.relay)
+        self.path = ChatPath(self.quota, self.spent, self.keys, self.book, self.journal, self.relay)
         self.sockets = Sockets(settings, self.registry, self.book, self._open_session)
-        self.erasures = Erasures(self.nc, names, settings.instance_id, self.registry, self.book)
+        self.erasures = Erasures(self.nc, names, settings.instance_id, self.registry, self.book, self.spent)
         self._debug_switch: Subscription | None = None
         self._service: Service | None = None
 
@@ -89,6 +91,7 @@ class Gateway:
             await quota.start(replicas)
         await self.keys.start(replicas)
         await self.budgets.start(replicas)
+        await self.spent.start(self.tasks, replicas)
         await self.book.start(self.tasks, replicas)
         await self.erasures.start()
         await self.pushes.start()
@@ -106,6 +109,7 @@ class Gateway:
             await part.stop()
         self.tasks.closing()
         await self.book.close()
+        await self.spent.close()
         await self.tasks.stop()
         await self.journal.close()
         if self.nc.is_connected:
