@@ -14,7 +14,8 @@ answer left out); the bound is 5% each.  A negative cost is noise (the "on" setu
   product setting that turns it off (the turn keeps a conversation's answers in order).
 - **stop**: no switch and no per-chat work of its own beyond the hold's (an entry in a dict).
 - **token budgets**: off without ``BUDGETS_ON`` (the limits unset); the offline engine spends
-  nothing, so on this path a budget is the gateway's check (two key-value reads).
+  nothing, so on this path a budget is the gateway's check (a lookup in its watched spent
+  markers, ``pam_gateway.spent``; two key-value reads before fe684b8).
 - **privacy settings**: cannot be switched off (a dict lookup per chat, ``pam_gateway.consent``);
   their "off" is a second, identical all-on stack, so that row measures the noise.
 - **model fallback**: the offline engine of scenario 1 has none; measured on the fake model
