@@ -3,7 +3,9 @@ interrupt, decided cluster-wide whichever socket and gateway each chat came thro
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
 from typing import Any
 
 import httpx
@@ -108,7 +110,7 @@ async def test_a_queued_chat_can_be_cancelled_and_the_answer_before_it_goes_on(s
     ack = next(f for f in dropped if f["type"] == "cancelled")
     end = next(f for f in dropped if f["type"] == "chat_response")
     assert ack == {"type": "cancelled", "message_id": "b", "status": "dequeued"}
-    assert end["reply_to"] == "b" and end["truncated"] == "stopped" and end["message"] == ""
+    assert end["reply_to"] == "b" and end["truncated"] == "stopped" and end["message"] == "", dropped
     assert first[-1]["type"] == "chat_response" and first[-1]["truncated"] is None
     assert [conversation(b)[-1][1] for b in await requests_seen_by(fake_openai)] == [SLOW]
 
@@ -127,3 +129,45 @@ async def test_an_orchestrator_killed_while_answering_never_leaves_the_conversat
     # The first chat is retried on the other orchestrator (its hold is its own), the second waits for it.
     assert first[-1]["type"] == "chat_response" and any(f.get("restart") for f in first)
     assert second[-1]["type"] == "chat_response" and second[-1]["message"] == "Echo: hello again"
+
+
+async def test_a_chat_queued_behind_a_killed_orchestrator_takes_its_turn_over_within_seconds(stack, llm_env):
+    """The holder's orchestrator and gateway die together, so no retry ever takes the hold over:
+    the queued chat must find it dead itself, long before the hold's 65 s (deadline 60 + 5)."""
+    holder, doomed = stack.orchestrator(**llm_env), stack.gateway()
+    ann = f"/ws/ann?token={token('ann')}"
+    async with await connected(doomed.ws_url(ann)) as tab1:
+        await started(tab1, "[gap:0.1] [words:200] a long story", "a")
+        stack.orchestrator(**llm_env)
+        survivor = stack.gateway()
+        holder.kill()  # SIGKILL, and reaped: its connections are closed
+        doomed.kill()
+    async with await connected(survivor.ws_url(ann)) as tab2:
+        sent = time.monotonic()
+        await tab2.send({"type": "chat", "message": "hello again", "message_id": "b"})
+        second = await asyncio.wait_for(tab2.answer(), 20)
+    assert second[-1]["type"] == "chat_response" and second[-1]["message"] == "Echo: hello again"
+    assert {"type": "queued", "position": 1, "reply_to": "b"} in second  # it did wait behind the dead hold
+    assert time.monotonic() - sent < 20
+
+
+async def test_a_draining_orchestrator_keeps_its_turn_until_its_answer_ends(stack, llm_env, fake_openai):
+    """A holder that is stopping (SIGTERM) finishes its answer first: the chat queued behind it asks
+    it, hears it still answers, and waits (it is not taken for dead)."""
+    draining = stack.orchestrator(**llm_env)
+    gateway = stack.gateway()
+    url = gateway.ws_url(f"/ws/ann?token={token('ann')}")
+    story = "[gap:0.1] [words:50] the first question"  # 5 s of talking: more than two heartbeats
+    async with await connected(url) as tab1, await connected(url) as tab2:
+        first = await started(tab1, story, "a")
+        stack.orchestrator(**llm_env)
+        draining.signal(signal.SIGTERM)
+        await tab2.send({"type": "chat", "message": "and the second?", "message_id": "b"})
+        first += await tab1.answer()
+        second = await tab2.answer()
+    assert first[-1]["type"] == "chat_response" and first[-1]["truncated"] is None
+    assert not any(f.get("restart") for f in first)
+    assert second[-1]["message"] == "Echo: and the second?"
+    bodies = await requests_seen_by(fake_openai)
+    exchange = [("user", story), ("assistant", first[-1]["message"])]
+    assert conversation(bodies[-1]) == [*exchange, ("user", "and the second?")]  # it waited for the first

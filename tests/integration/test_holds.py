@@ -9,8 +9,9 @@ import uuid
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pam_orchestrator.holds import Busy, Hold, Holds
-from pam_shared.internal import ChatRequest
+from pam_shared.internal import ChatRequest, HoldQuery, HoldReply
 from pam_shared.protocol import ChatContext
 from pam_shared.subjects import Subjects, user_token
 from support.jetstream_calls import JetStreamCalls
@@ -118,3 +119,36 @@ async def test_a_turn_left_deleted_by_an_older_release_is_taken_in_a_read_and_a_
     async with JetStreamCalls(nc, names.answering_bucket) as calls:
         assert await one.take(chat(), "answer-1", "reject", nothing, nothing)
         assert len(await calls.taken()) == 2
+
+
+async def test_a_hold_whose_orchestrator_is_gone_is_taken_over_after_a_heartbeat(nc: Client, names: Subjects):
+    """Its orchestrator has no subscription left (killed): no responders, so the hold is not waited out."""
+    mine = await holds(nc, names, "o1")
+    kv = await nc.jetstream().key_value(names.answering_bucket)
+    dead = Hold("c-dead", "m-dead", "answer-dead", "o-killed", until=time.time() + 60, asked=True)
+    await kv.put(user_token("ann"), msgspec.json.encode(dead))
+    assert await asyncio.wait_for(mine.take(chat(), "answer-1", "enqueue", nothing, nothing), 5)
+
+
+async def test_a_holder_is_asked_and_kept_while_it_answers_then_taken_over_once_it_says_it_has_ended(
+    nc: Client, names: Subjects
+):
+    mine = await holds(nc, names, "o1")
+    kv = await nc.jetstream().key_value(names.answering_bucket)
+    held = Hold("c-held", "m-held", "answer-held", "o-busy", until=time.time() + 60, asked=True)
+    await kv.put(user_token("ann"), msgspec.json.encode(held))
+    asked: list[HoldQuery] = []
+    twice, still = asyncio.Event(), True
+
+    async def holder(msg: Msg) -> None:
+        asked.append(msgspec.json.decode(msg.data, type=HoldQuery))
+        if len(asked) == 2:
+            twice.set()
+        await msg.respond(msgspec.json.encode(HoldReply(answering=still)))
+
+    await nc.subscribe(names.holding_at("o-busy"), cb=holder)
+    waiting = asyncio.create_task(mine.take(chat(), "answer-1", "enqueue", nothing, nothing))
+    await asyncio.wait_for(twice.wait(), 5)
+    assert not waiting.done() and asked[0] == HoldQuery("ann", "answer-held")
+    still = False  # restarted under the same name, say, or ended without giving the turn up
+    assert await asyncio.wait_for(waiting, 5)

@@ -89,6 +89,23 @@ cancel_request_decoder = msgspec.json.Decoder(CancelRequest)
 cancel_reply_decoder = msgspec.json.Decoder(CancelReply)
 
 
+class HoldQuery(msgspec.Struct):
+    """Orchestrator -> the orchestrator a user's hold names (``holding_at``), from a chat that waited
+    a heartbeat without hearing a release: is the answer ``answer_id`` still going on there?"""
+
+    user_id: str
+    answer_id: str
+
+
+class HoldReply(msgspec.Struct):
+    answering: bool
+
+
+hold_encoder = msgspec.json.Encoder()
+hold_query_decoder = msgspec.json.Decoder(HoldQuery)
+hold_reply_decoder = msgspec.json.Decoder(HoldReply)
+
+
 class SpeechRequest(msgspec.Struct):
     """Gateway -> orchestrator: speak ``text`` (already bounded and cleaned) in ``voice``
     (None: the configured one) at ``speed`` (OpenAI's 0.25-4)."""

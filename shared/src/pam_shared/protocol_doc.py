@@ -115,8 +115,13 @@ waits, then its answer, whose prompt includes the exchange before it. `reject`: 
 refused with an `error` of code `busy` (`details.answering` names the chat being answered);
 nothing else changes. `interrupt`: the answer streaming is stopped as by a cancel (its partial
 stays in the conversation) and this chat is answered next. A chat's turn lasts at most its
-answer's deadline (`PAM_ANSWER_DEADLINE_SECONDS`) plus 5 s: an orchestrator that dies holding it
-never blocks the conversation (its chat's retry takes the turn over at once).
+answer's deadline (`PAM_ANSWER_DEADLINE_SECONDS`) plus 5 s, and an orchestrator that dies holding
+it blocks the conversation for seconds, not that long: its chat's retry takes the turn over at
+once, and a chat waiting behind it, after `PAM_PROGRESS_INTERVAL_SECONDS` (default 2 s) without
+the turn coming free, asks that orchestrator whether it still answers; gone (killed: NATS has no
+responders for it) or "no", the turn is taken over, so the wait is about one interval. The
+answering orchestrator writes nothing for this, however long its answer; one that is slow to reply
+(up to 1 s) is taken for alive, and one that is draining keeps its turn until its answer ends.
 
 **Regenerate and edit.** `{"type": "regenerate", "answer_id": ID}` answers the same user turn
 again (`ID`: the answer's `message_id`, or its chat's id); `{"type": "edit", "user_message_id":

@@ -62,6 +62,10 @@ class Subjects:
         """Request-reply: stop an answer of this orchestrator instance (``chat_cancel`` forwards here)."""
         return f"{self.namespace}.orchestrator.{instance}.cancel"
 
+    def holding_at(self, instance: str) -> str:
+        """Request-reply: is this orchestrator instance still answering a chat its hold names (``holds``)?"""
+        return f"{self.namespace}.orchestrator.{instance}.holding"
+
     @property
     def answering_bucket(self) -> str:
         """The key-value bucket naming each user's answer in progress and queued chats (``holds``)."""

@@ -15,6 +15,15 @@ orchestrator never blocks a conversation; a queued chat whose orchestrator stopp
 it is passed over.  A waiting chat marks the holder's entry (``awaited``), and only a marked
 turn's release is announced, on ``<ns>.released.<user>``: waiters wake at once, and a chat
 nobody waits for publishes nothing there.
+
+A dead holder is found sooner than its deadline, at no cost to the holder: the chat first in
+the queue, after a heartbeat without a release, asks the holder's orchestrator
+(``<ns>.orchestrator.<instance>.holding``) whether that answer still goes on.  No responders
+(its connection is gone: killed, or its machine) or "no" (restarted, or it ended without giving
+the turn up): the hold is taken over, by the same compare-and-set.  No reply in time proves
+nothing (a busy orchestrator), and the hold keeps its lifetime.  The holder writes nothing for
+this, however long it answers; the subscription outlives the orchestrator's drain (it is not a
+service endpoint), so a draining holder is not taken for dead.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pam_shared import jetstream
-from pam_shared.internal import ChatRequest
+from pam_shared.internal import ChatRequest, HoldQuery, hold_reply_decoder
 from pam_shared.protocol import OnBusy
 from pam_shared.subjects import Subjects, user_token
 
@@ -39,6 +50,8 @@ log = logging.getLogger("pam.orchestrator.holds")
 
 HOLD_MARGIN_SECONDS = 5.0
 """After its deadline an answer still sends its end and records it: the hold outlives it this long."""
+ASK_TIMEOUT_SECONDS = 1.0
+"""How long a waiting chat waits for the holder's orchestrator to say whether it still answers."""
 
 
 class Hold(msgspec.Struct, gc=False, omit_defaults=True):
@@ -52,6 +65,9 @@ class Hold(msgspec.Struct, gc=False, omit_defaults=True):
     """Unix time; a hold older than this is abandoned and may be taken over."""
     awaited: bool = False
     """A chat waits for this one: its release is announced."""
+    asked: bool = False
+    """Its orchestrator answers ``holding_at``, so a waiter may ask whether it still answers
+    (False: an older version's hold, which lasts its lifetime)."""
 
 
 class Queue(msgspec.Struct, gc=False):
@@ -104,12 +120,12 @@ class Holds:
         A chat that finds the turn free goes first even while others queue (they are between
         a release and taking it): no queue read on the common path."""
         user = user_token(chat.user_id)
-        me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0)
+        me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0, asked=True)
         taken, holder = await self._try(user, me, first=True, hint=chat.turn)
         if taken is not None:
             return taken  # the common case: no other answer to this user under way
         released = await self.nc.subscribe(self.names.released(chat.user_id))
-        queued = False
+        queued, gone = False, ""
         try:
             while True:
                 if holder is not None and policy == "reject":
@@ -121,10 +137,13 @@ class Holds:
                     await self._join(user, me, at_front=policy == "interrupt")
                 await self._announce(user, me, announce)
                 # Again now that we listen: the turn may have been given up before we did.
-                taken, holder = await self._try(user, me, first=await self._first(user, me), waiting=True)
+                first = await self._first(user, me)
+                taken, holder = await self._try(user, me, first, waiting=True, gone=gone)
                 if taken is not None:
                     return taken
-                await self._wait(released, holder)
+                heard = await self._wait(released, holder)
+                if not heard and first and holder is not None and await self._ended(chat.user_id, holder):
+                    gone = holder.answer_id  # taken over in the next round
         finally:
             await released.unsubscribe()
             if queued:
@@ -159,13 +178,13 @@ class Holds:
         return None
 
     async def _try(
-        self, user: str, me: Hold, first: bool, hint: int | None = None, waiting: bool = False
+        self, user: str, me: Hold, first: bool, hint: int | None = None, waiting: bool = False, gone: str = ""
     ) -> tuple[int | None, Hold | None]:
         """Take the turn: ``(revision, None)``, or ``(None, holder)`` when another chat has it
         (``(None, None)``: free, but another chat is first in the queue).  ``hint``: the revision
         the turn was last given up at, tried before anything is read.  A ``waiting`` chat marks
         the holder, so that its release is announced, and holds its own turn marked (others may
-        still wait behind it)."""
+        still wait behind it).  ``gone``: an answer known to have ended, whose hold is abandoned."""
         assert self._kv is not None
         mine = _encoder.encode(msgspec.structs.replace(me, until=time.time() + self.lifetime, awaited=waiting))
         if first and hint:
@@ -174,14 +193,15 @@ class Holds:
         while True:  # until no one wrote between our read and our write
             revision, holder = await self._latest(user)
             try:
-                if holder is not None and holder.until > time.time() and holder.chat_id != me.chat_id:
+                live = holder is not None and holder.until > time.time() and holder.answer_id != gone
+                if holder is not None and live and holder.chat_id != me.chat_id:
                     if waiting and not holder.awaited:
                         marked = msgspec.structs.replace(holder, awaited=True)
                         await self._kv.update(user, _encoder.encode(marked), last=revision)
                     return None, holder
                 if not first:
                     return None, holder
-                if holder is not None:  # abandoned, or this very chat's, retried after its orchestrator went silent
+                if holder is not None:  # abandoned, ended, or this very chat's retried after a silence
                     log.warning("taking over the hold of chat %s (%s)", holder.chat_id, holder.orchestrator)
                 return await self._kv.update(user, mine, last=revision), None
             except KeyWrongLastSequenceError:
@@ -251,8 +271,27 @@ class Holds:
         position = next((i for i, hold in enumerate(waiting, 1) if hold.chat_id == me.chat_id), len(waiting) + 1)
         await announce(position)
 
-    async def _wait(self, released: Subscription, holder: Hold | None) -> None:
-        """Until a release is announced, the holder's time is up, or it is time to refresh."""
+    async def _wait(self, released: Subscription, holder: Hold | None) -> bool:
+        """Until a release is announced (True), the holder's time is up, or it is time to refresh."""
         bound = self.heartbeat if holder is None else min(self.heartbeat, max(0.05, holder.until - time.time()))
-        with contextlib.suppress(TimeoutError):
+        try:
             await released.next_msg(timeout=bound)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _ended(self, user_id: str, holder: Hold) -> bool:
+        """Whether the holder's answer has surely ended: its orchestrator is not on NATS (no
+        responders) or says it no longer answers it.  No reply in time proves nothing: False."""
+        if not holder.asked:
+            return False
+        query = _encoder.encode(HoldQuery(user_id, holder.answer_id))
+        subject = self.names.holding_at(holder.orchestrator)
+        try:
+            reply = await self.nc.request(subject, query, timeout=ASK_TIMEOUT_SECONDS)
+            return not hold_reply_decoder.decode(reply.data).answering
+        except NoRespondersError:
+            log.warning("orchestrator %s is gone, with the hold of chat %s", holder.orchestrator, holder.chat_id)
+            return True
+        except (NatsError, TimeoutError, msgspec.DecodeError):
+            return False
