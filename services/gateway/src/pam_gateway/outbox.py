@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import types
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable
 
+from pam_shared.eager import resumed
 from pam_shared.protocol import TRY_AGAIN_LATER
 from starlette.websockets import WebSocket
 
@@ -69,7 +68,7 @@ class Outbox:
         except Exception:  # the peer went away mid-send; the receive loop sees it too
             self.closed = True
             return
-        self._writer = asyncio.create_task(self._drain(_resumed(send, waiting)))
+        self._writer = asyncio.create_task(self._drain(resumed(send, waiting)))
 
     async def close(self, code: int) -> None:
         """Send what is queued (within a bound), then close the socket with ``code``."""
@@ -111,23 +110,3 @@ class Outbox:
     def _shut(self, code: int) -> None:
         self.discard()
         self.close_soon(code)
-
-
-@types.coroutine
-def _resumed(started: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    """The rest of a coroutine already run up to its first wait (``waiting``, what it yielded),
-    for a task to await: what it waits on goes up to the task, and what the task sends or
-    throws back (a result, a cancellation) goes down to it, as ``await`` would have done."""
-    while True:
-        try:
-            sent = yield waiting
-        except BaseException as exc:
-            try:
-                waiting = started.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = started.send(sent)
-            except StopIteration:
-                return

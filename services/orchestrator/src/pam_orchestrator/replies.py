@@ -15,10 +15,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from nats.aio.client import Client
-from pam_shared import delivery, subjects
+from pam_shared import delivery, eager, subjects
 from pam_shared.errors import ErrorCode, error_frame
 from pam_shared.protocol import ChatChunk, ChatResponse, Queued, UiAction, UiActions, encoder, now_iso
 from pam_shared.subjects import Subjects
@@ -32,8 +33,9 @@ PROGRESS = {subjects.REPLY_KIND_HEADER: subjects.REPLY_PROGRESS}
 LEADING = {subjects.LEADING_CHUNK_HEADER: "1"}
 
 
-Respond = Callable[[bytes, dict[str, str] | None], Awaitable[None]]
-"""Publishes one message to the requester's reply subject (``nats.micro`` Request.respond)."""
+Respond = Callable[[bytes, dict[str, str] | None], Coroutine[Any, Any, None]]
+"""Publishes one message to the requester's reply subject (``nats.micro`` Request.respond); a
+coroutine, since a merged chunk's timer runs it eagerly (``pam_shared.eager``)."""
 
 Keep = Callable[[bytes], Awaitable[dict[str, str]]]
 """Stores a lasting frame for resume; returns the headers (event id) to send it with."""
@@ -80,7 +82,9 @@ class ReplyStream:
         self._seq = 0
         self._unsent = 0
         self._chunk_sent_at = 0.0
-        self._flusher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: asyncio.Task[None] | None = None
+        """A merged chunk's send that had to wait: whatever is sent next goes after it."""
 
     @property
     def text(self) -> str:
@@ -89,18 +93,43 @@ class ReplyStream:
     async def chunk(self, delta: str) -> None:
         self.parts.append(delta)
         self._unsent += 1
-        if self._flusher is not None:
+        if self._timer is not None:
             return
         wait = self._chunk_sent_at + self.window - time.monotonic()
         if wait <= 0:
             await self._send_chunk()
         else:
-            self._flusher = asyncio.create_task(self._send_chunk_after(wait))
+            self._timer = asyncio.get_running_loop().call_later(wait, self._send_due)
 
-    async def _send_chunk_after(self, wait: float) -> None:
-        await asyncio.sleep(wait)
-        self._flusher = None
-        await self._send_chunk()
+    def _send_due(self) -> None:
+        """The window is over: the timer sends the merged deltas itself, in its own turn (no
+        task and no sleep per merged frame); only a send that has to wait becomes a task."""
+        self._timer = None
+        frame = self._next_chunk()
+        if frame is None:
+            return
+        self.last_sent = time.monotonic()
+        if self._sending is not None:  # the last one still waits: this one goes after it
+            sending: asyncio.Task[None] | None = asyncio.create_task(self._send_after(self._sending, frame))
+        else:
+            try:
+                sending = eager.start(self.respond(frame, None))
+            except Exception:
+                log.warning("could not send a merged chunk", exc_info=True)
+                return
+        if sending is not None:
+            self._sending = sending
+            sending.add_done_callback(self._sent)
+
+    async def _send_after(self, before: asyncio.Task[None], frame: bytes) -> None:
+        await asyncio.wait([before])
+        await self.respond(frame, None)
+
+    def _sent(self, sending: asyncio.Task[None]) -> None:
+        if self._sending is sending:
+            self._sending = None
+        if not sending.cancelled() and (exc := sending.exception()) is not None:
+            log.warning("could not send a merged chunk", exc_info=exc)
 
     async def _send_chunk(self) -> None:
         frame = self._next_chunk()
@@ -134,9 +163,9 @@ class ReplyStream:
 
     def _take_chunk(self) -> bytes | None:
         """The waiting deltas as a chunk, which its caller sends: no timer sends them now."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         return self._next_chunk()
 
     async def ui_actions(self, actions: list[UiAction]) -> None:
@@ -184,5 +213,7 @@ class ReplyStream:
         await self._publish(data, headers or None)
 
     async def _publish(self, data: bytes, headers: dict[str, str] | None = None) -> None:
+        while (sending := self._sending) is not None and not sending.done():  # merged chunks waiting go first
+            await asyncio.wait([sending])
         self.last_sent = time.monotonic()
         await self.respond(data, headers)
