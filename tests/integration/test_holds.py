@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -152,3 +153,46 @@ async def test_a_holder_is_asked_and_kept_while_it_answers_then_taken_over_once_
     assert not waiting.done() and asked[0] == HoldQuery("ann", "answer-held")
     still = False  # restarted under the same name, say, or ended without giving the turn up
     assert await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_holder_missing_from_nats_once_is_asked_again_before_its_turn_is_taken(nc: Client, names: Subjects):
+    """Once may be a reconnect (its subscription not yet back): only a second miss takes the turn over."""
+    mine = await holds(nc, names, "o1")
+    kv = await nc.jetstream().key_value(names.answering_bucket)
+    held = Hold("c-held", "m-held", "answer-held", "o-back", until=time.time() + 60, asked=True)
+    await kv.put(user_token("ann"), msgspec.json.encode(held))
+    missed, asked, twice = MissedOnce(), 0, asyncio.Event()
+
+    async def holder(msg: Msg) -> None:
+        nonlocal asked
+        asked += 1
+        if asked == 2:
+            twice.set()
+        await msg.respond(msgspec.json.encode(HoldReply(answering=True)))
+
+    logger = logging.getLogger("pam.orchestrator.holds")
+    logger.addHandler(missed)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        waiting = asyncio.create_task(mine.take(chat(), "answer-1", "enqueue", nothing, nothing))
+        await asyncio.wait_for(missed.seen.wait(), 5)
+        await nc.subscribe(names.holding_at("o-back"), cb=holder)  # reconnected
+        await asyncio.wait_for(twice.wait(), 5)
+        assert not waiting.done()
+    finally:
+        logger.removeHandler(missed)
+        logger.setLevel(level)
+    waiting.cancel()
+
+
+class MissedOnce(logging.Handler):
+    """Sets ``seen`` when a waiter has found the holder's orchestrator missing from NATS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "not on NATS" in record.getMessage():
+            self.seen.set()

@@ -119,7 +119,8 @@ answer's deadline (`PAM_ANSWER_DEADLINE_SECONDS`) plus 5 s, and an orchestrator 
 it blocks the conversation for seconds, not that long: its chat's retry takes the turn over at
 once, and a chat waiting behind it, after `PAM_PROGRESS_INTERVAL_SECONDS` (default 2 s) without
 the turn coming free, asks that orchestrator whether it still answers; gone (killed: NATS has no
-responders for it) or "no", the turn is taken over, so the wait is about one interval. The
+responders for it, twice an interval apart: once may be a reconnect) or "no", the turn is taken
+over, so the wait is one or two intervals. The
 answering orchestrator writes nothing for this, however long its answer; one that is slow to reply
 (up to 1 s) is taken for alive, and one that is draining keeps its turn until its answer ends.
 

@@ -19,8 +19,8 @@ nobody waits for publishes nothing there.
 A dead holder is found sooner than its deadline, at no cost to the holder: the chat first in
 the queue, after a heartbeat without a release, asks the holder's orchestrator
 (``<ns>.orchestrator.<instance>.holding``) whether that answer still goes on.  No responders
-(its connection is gone: killed, or its machine) or "no" (restarted, or it ended without giving
-the turn up): the hold is taken over, by the same compare-and-set.  No reply in time proves
+at two asks a heartbeat apart (its connection is gone: killed, or its machine; once may be a
+reconnect) or "no" (restarted, or it ended without giving the turn up): the hold is taken over, by the same compare-and-set.  No reply in time proves
 nothing (a busy orchestrator), and the hold keeps its lifetime.  The holder writes nothing for
 this, however long it answers; the subscription outlives the orchestrator's drain (it is not a
 service endpoint), so a draining holder is not taken for dead.
@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import msgspec
 from nats.aio.client import Client
@@ -52,6 +53,10 @@ HOLD_MARGIN_SECONDS = 5.0
 """After its deadline an answer still sends its end and records it: the hold outlives it this long."""
 ASK_TIMEOUT_SECONDS = 1.0
 """How long a waiting chat waits for the holder's orchestrator to say whether it still answers."""
+
+
+Verdict = Literal["answering", "ended", "missing", "unknown"]
+"""What a waiting chat learns of the holder's answer by asking its orchestrator."""
 
 
 class Hold(msgspec.Struct, gc=False, omit_defaults=True):
@@ -125,7 +130,7 @@ class Holds:
         if taken is not None:
             return taken  # the common case: no other answer to this user under way
         released = await self.nc.subscribe(self.names.released(chat.user_id))
-        queued, gone = False, ""
+        queued, gone, missing = False, "", ""
         try:
             while True:
                 if holder is not None and policy == "reject":
@@ -142,8 +147,8 @@ class Holds:
                 if taken is not None:
                     return taken
                 heard = await self._wait(released, holder)
-                if not heard and first and holder is not None and await self._ended(chat.user_id, holder):
-                    gone = holder.answer_id  # taken over in the next round
+                if not heard and first and holder is not None:
+                    gone, missing = await self._judge(chat.user_id, holder, missing)  # gone: taken over next
         finally:
             await released.unsubscribe()
             if queued:
@@ -280,18 +285,30 @@ class Holds:
             return False
         return True
 
-    async def _ended(self, user_id: str, holder: Hold) -> bool:
-        """Whether the holder's answer has surely ended: its orchestrator is not on NATS (no
-        responders) or says it no longer answers it.  No reply in time proves nothing: False."""
+    async def _judge(self, user_id: str, holder: Hold, missing: str) -> tuple[str, str]:
+        """``(gone, missing)``: the holder's answer is gone once its orchestrator says it no longer
+        answers it, or is missing from NATS twice a heartbeat apart (once may be a reconnect,
+        its subscription not yet back); ``missing`` names the answer found missing once."""
+        verdict = await self._ask(user_id, holder)
+        if verdict == "ended" or (verdict == "missing" and missing == holder.answer_id):
+            log.warning("the hold of chat %s (%s) has ended: %s", holder.chat_id, holder.orchestrator, verdict)
+            return holder.answer_id, ""
+        return "", holder.answer_id if verdict == "missing" else ""
+
+    async def _ask(self, user_id: str, holder: Hold) -> Verdict:
+        """What the holder's orchestrator says of its answer; no reply in time proves nothing."""
         if not holder.asked:
-            return False
+            return "unknown"
         query = _encoder.encode(HoldQuery(user_id, holder.answer_id))
         subject = self.names.holding_at(holder.orchestrator)
         try:
             reply = await self.nc.request(subject, query, timeout=ASK_TIMEOUT_SECONDS)
-            return not hold_reply_decoder.decode(reply.data).answering
         except NoRespondersError:
-            log.warning("orchestrator %s is gone, with the hold of chat %s", holder.orchestrator, holder.chat_id)
-            return True
-        except (NatsError, TimeoutError, msgspec.DecodeError):
-            return False
+            log.info("orchestrator %s not on NATS, with the hold of chat %s", holder.orchestrator, holder.chat_id)
+            return "missing"
+        except (NatsError, TimeoutError):
+            return "unknown"
+        try:
+            return "answering" if hold_reply_decoder.decode(reply.data).answering else "ended"
+        except msgspec.DecodeError:
+            return "unknown"
