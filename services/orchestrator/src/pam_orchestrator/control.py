@@ -116,7 +116,26 @@ class Control:
         replies.turn = await self.holds.release(chat, replies.message_id, revision)
 
     async def _wait(self, chat: ChatRequest, replies: ReplyStream, answering: Answering) -> int | None:
-        """The hold's revision once it is ours (None: demo chats, or no JetStream to hold it in)."""
+        """The hold's revision once it is ours (None: demo chats, or no JetStream to hold it in).
+        A chat stopped while it waited ends here however the wait took the stop: ``dequeued`` was
+        acknowledged when the stop came, so it is never answered.  Nothing is awaited between
+        this check and the caller's ``streaming``: a later stop finds the chat answering."""
+        try:
+            revision = await self._take(chat, replies, answering)
+            if answering.stopped:  # its cancellation swallowed after the wait's last look (or JetStream trouble)
+                await self.holds.give_up(chat, replies.message_id)
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            if not answering.stopped:
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
+            await replies.finish("", classify(chat.message), Cut("stopped"))
+            raise _Ended from None
+        return revision
+
+    async def _take(self, chat: ChatRequest, replies: ReplyStream, answering: Answering) -> int | None:
         if chat.demo:
             return None
         try:
@@ -129,14 +148,6 @@ class Control:
             )
         except Busy as busy:
             await replies.fail("busy", {"answering": busy.holder.message_id or busy.holder.answer_id})
-            raise _Ended from None
-        except asyncio.CancelledError:
-            if not answering.stopped:
-                raise
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()
-            await replies.finish("", classify(chat.message), Cut("stopped"))
             raise _Ended from None
         except (NatsError, TimeoutError) as exc:  # JetStream trouble must not stop people chatting
             log.warning("conversation hold unavailable, answering anyway: %s", exc, extra={"marker": logs.ERROR})

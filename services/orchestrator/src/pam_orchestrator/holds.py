@@ -20,14 +20,22 @@ A dead holder is found sooner than its deadline, at no cost to the holder: the c
 the queue, after a heartbeat without a release, asks the holder's orchestrator
 (``<ns>.orchestrator.<instance>.holding``) whether that answer still goes on.  No responders
 at two asks a heartbeat apart (its connection is gone: killed, or its machine; once may be a
-reconnect) or "no" (restarted, or it ended without giving the turn up): the hold is taken over, by the same compare-and-set.  No reply in time proves
-nothing (a busy orchestrator), and the hold keeps its lifetime.  The holder writes nothing for
-this, however long it answers; the subscription outlives the orchestrator's drain (it is not a
-service endpoint), so a draining holder is not taken for dead.
+reconnect) or "no" (restarted, or it ended without giving the turn up): the hold is taken
+over, by the same compare-and-set.  No reply in time proves nothing (a busy orchestrator), and
+the hold keeps its lifetime.  The holder writes nothing for this, however long it answers;
+the subscription outlives the orchestrator's drain (it is not a service endpoint), so a
+draining holder is not taken for dead.
+
+A stop is the waiting task's cancellation, and a cancellation that comes as the answer to a
+request arrives is swallowed on the way (``asyncio.wait_for`` before Python 3.12, which every
+nats-py request goes through, returns the answer instead): the wait looks at the task's
+pending cancellations after each step, and a stopped chat gives back the turn it may have
+taken meanwhile (its write made, the answer to it lost to the stop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -124,11 +132,22 @@ class Holds:
         """Wait for the user's turn as ``policy`` says; returns the hold's revision (for ``release``).
         A chat that finds the turn free goes first even while others queue (they are between
         a release and taking it): no queue read on the common path."""
-        user = user_token(chat.user_id)
         me = Hold(chat.chat_id, chat.message_id, answer_id, self.instance, 0.0, asked=True)
-        taken, holder = await self._try(user, me, first=True, hint=chat.turn)
-        if taken is not None:
-            return taken  # the common case: no other answer to this user under way
+        try:
+            taken, holder = await self._try(user_token(chat.user_id), me, first=True, hint=chat.turn)
+            _unless_stopped()
+            if taken is not None:
+                return taken  # the common case: no other answer to this user under way
+            return await self._queue_up(chat, me, holder, policy, announce, stop)
+        except asyncio.CancelledError:
+            await self.give_up(chat, answer_id)
+            raise
+
+    async def _queue_up(
+        self, chat: ChatRequest, me: Hold, holder: Hold | None, policy: OnBusy, announce: Announce, stop: Stop
+    ) -> int:
+        """Wait in the user's queue (or be refused) until the turn is ours."""
+        user = user_token(chat.user_id)
         released = await self.nc.subscribe(self.names.released(chat.user_id))
         queued, gone, missing = False, "", ""
         try:
@@ -144,15 +163,29 @@ class Holds:
                 # Again now that we listen: the turn may have been given up before we did.
                 first = await self._first(user, me)
                 taken, holder = await self._try(user, me, first, waiting=True, gone=gone)
+                _unless_stopped()
                 if taken is not None:
                     return taken
                 heard = await self._wait(released, holder)
+                _unless_stopped()
                 if not heard and first and holder is not None:
                     gone, missing = await self._judge(chat.user_id, holder, missing)  # gone: taken over next
         finally:
             await released.unsubscribe()
             if queued:
-                await self._leave(user, me)
+                await self._leave(user, me.chat_id)
+
+    async def give_up(self, chat: ChatRequest, answer_id: str) -> None:
+        """A chat stopped before its answer: out of the queue, and the turn given back if it took
+        it meanwhile (announced: a chat may wait behind it).  JetStream trouble leaves both to
+        expire."""
+        user = user_token(chat.user_id)
+        await self._leave(user, chat.chat_id)
+        try:
+            if await self._free(user, answer_id) is not None:
+                await self.nc.publish(self.names.released(chat.user_id), b"")
+        except (NatsError, TimeoutError) as exc:
+            log.warning("a stopped chat's turn not given back, it expires: %r", exc)
 
     async def release(self, chat: ChatRequest, answer_id: str, revision: int) -> int | None:
         """Give the turn up (unless it was taken over meanwhile); returns the free entry's revision,
@@ -162,15 +195,20 @@ class Holds:
         user = user_token(chat.user_id)
         with contextlib.suppress(KeyWrongLastSequenceError):
             return await self._kv.update(user, FREE, last=revision)
-        free = None
-        while free is None:
-            latest, holder = await self._latest(user)
-            if holder is None or holder.answer_id != answer_id:
-                break  # taken over: not ours to give up
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                free = await self._kv.update(user, FREE, last=latest)
+        free = await self._free(user, answer_id)
         await self.nc.publish(self.names.released(chat.user_id), b"")
         return free
+
+    async def _free(self, user: str, answer_id: str) -> int | None:
+        """Write the free entry over the turn if ``answer_id`` holds it; its revision (None: not ours,
+        or taken over)."""
+        assert self._kv is not None
+        while True:
+            latest, holder = await self._latest(user)
+            if holder is None or holder.answer_id != answer_id:
+                return None
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                return await self._kv.update(user, FREE, last=latest)
 
     async def find(self, user_id: str, message_id: str) -> Hold | None:
         """The user's chat, answering or queued, that ``message_id`` names (the client's id or the answer's)."""
@@ -256,9 +294,9 @@ class Holds:
         """Our queue entry, good for a few more heartbeats."""
         return msgspec.structs.replace(me, until=time.time() + 3 * self.heartbeat + 1)
 
-    async def _leave(self, user: str, me: Hold) -> None:
+    async def _leave(self, user: str, chat_id: str) -> None:
         with contextlib.suppress(Exception):  # a chat that leaves anyway is dropped once it stops refreshing
-            await self._edit(user, lambda waiting: [hold for hold in waiting if hold.chat_id != me.chat_id])
+            await self._edit(user, lambda waiting: [hold for hold in waiting if hold.chat_id != chat_id])
 
     async def _first(self, user: str, me: Hold) -> bool:
         waiting = (await self._read_queue(user))[0].waiting
@@ -312,3 +350,11 @@ class Holds:
             return "answering" if hold_reply_decoder.decode(reply.data).answering else "ended"
         except msgspec.DecodeError:
             return "unknown"
+
+
+def _unless_stopped() -> None:
+    """Raise the task's cancellation if one is pending that a step of the wait swallowed (a stop
+    read together with the answer to a request): it still stops the chat."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
