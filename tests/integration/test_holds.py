@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import pytest
@@ -196,3 +197,30 @@ class MissedOnce(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "not on NATS" in record.getMessage():
             self.seen.set()
+
+
+async def test_a_third_chat_is_woken_by_the_release_of_the_second_though_its_heartbeat_is_long(
+    nc: Client, names: Subjects
+):
+    """The second took its turn marked (others wait behind it): the third, finding it so, writes
+    nothing, and the second's release is announced all the same."""
+    one, two, three = [await holds(nc, names, name, heartbeat=60) for name in ("o1", "o2", "o3")]
+    first, second, third = chat(), chat(), chat()
+    revision = await one.take(first, "answer-1", "enqueue", nothing, nothing)
+    queued = {"two": asyncio.Event(), "three": asyncio.Event()}
+
+    def announcer(name: str) -> Callable[[int], Awaitable[None]]:
+        async def announce(position: int) -> None:
+            queued[name].set()
+
+        return announce
+
+    taking = asyncio.create_task(two.take(second, "answer-2", "enqueue", announcer("two"), nothing))
+    await asyncio.wait_for(queued["two"].wait(), 5)
+    waiting = asyncio.create_task(three.take(third, "answer-3", "enqueue", announcer("three"), nothing))
+    await asyncio.wait_for(queued["three"].wait(), 5)
+    await one.release(first, "answer-1", revision)
+    second_turn = await asyncio.wait_for(taking, 5)
+    assert not waiting.done()
+    await two.release(second, "answer-2", second_turn)
+    assert await asyncio.wait_for(waiting, 5) > second_turn  # the hold lasts 35 s and the heartbeat 60

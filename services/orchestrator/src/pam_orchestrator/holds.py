@@ -116,6 +116,8 @@ class Holds:
         self.lifetime = deadline + HOLD_MARGIN_SECONDS
         self.heartbeat = heartbeat
         self._kv: KeyValue | None = None
+        self._marked: set[str] = set()
+        """Answers whose turn was taken after a wait: written marked, so their release is announced."""
 
     async def start(self, replicas: int = 1) -> None:
         # In memory: a hold lives seconds, and one lost with its server has expired by then anyway.
@@ -165,6 +167,7 @@ class Holds:
                 taken, holder = await self._try(user, me, first, waiting=True, gone=gone)
                 _unless_stopped()
                 if taken is not None:
+                    self._marked.add(me.answer_id)
                     return taken
                 heard = await self._wait(released, holder)
                 _unless_stopped()
@@ -180,6 +183,7 @@ class Holds:
         it meanwhile (announced: a chat may wait behind it).  JetStream trouble leaves both to
         expire."""
         user = user_token(chat.user_id)
+        self._marked.discard(answer_id)
         await self._leave(user, chat.chat_id)
         try:
             if await self._free(user, answer_id) is not None:
@@ -189,13 +193,21 @@ class Holds:
 
     async def release(self, chat: ChatRequest, answer_id: str, revision: int) -> int | None:
         """Give the turn up (unless it was taken over meanwhile); returns the free entry's revision,
-        the next chat's hint.  Announced only when our entry is not as we wrote it: a waiter
-        marked it (or took it over)."""
+        the next chat's hint.  Announced only when a chat may wait for it: our entry is not as we
+        wrote it (a waiter marked it, or took it over), or we wrote it marked (a waiter that found
+        it so wrote nothing)."""
         assert self._kv is not None
         user = user_token(chat.user_id)
-        with contextlib.suppress(KeyWrongLastSequenceError):
-            return await self._kv.update(user, FREE, last=revision)
-        free = await self._free(user, answer_id)
+        marked = answer_id in self._marked
+        self._marked.discard(answer_id)
+        free: int | None
+        try:
+            free = await self._kv.update(user, FREE, last=revision)
+        except KeyWrongLastSequenceError:
+            free = await self._free(user, answer_id)
+        else:
+            if not marked:
+                return free
         await self.nc.publish(self.names.released(chat.user_id), b"")
         return free
 
