@@ -7,8 +7,8 @@ ceiling: the same test server read directly by this load generator with the lean
 (``bench.lean_reader``: httpx + msgspec, what the orchestrator's own reader costs), no
 gateway or NATS between.  Until 2026-12 the rig read with the ``openai`` SDK's typed
 stream, which made the load generator the bottleneck of its own ceiling.
-Targets: N >= 500, and N >= 0.7x the rig's ceiling at 50 tokens/s (issue 23); at other
-rates (``make bench`` adds 150 tokens/s) the row is reported.
+Target (issue 23): N >= 0.7x the rig's ceiling at 50 tokens/s (N itself is reported); at
+other rates (``make bench`` adds 150 tokens/s) the row is reported.
 
 Also reported, at a fixed N (``--at``; 5,000 tokens/s' worth by default): the gateway's CPU
 µs per frame it forwards (frames counted by this load generator), against the bare relay's
@@ -367,7 +367,7 @@ def checks(project: dict[str, Any], rig: dict[str, Any], relay: dict[str, Any], 
         row = f"conversations at {at} (p99 <= 50 ms) vs rig ceiling at {at}"
         return [results.check(row, n, ceiling, "reported", n > 0 and ceiling > 0, versus), cost]
     return [
-        results.check("conversations (p99 <= 50 ms, none lost)", n, None, ">= 500", n >= 500),
+        results.check("conversations (p99 <= 50 ms, none lost)", n, None, "reported", n > 0),
         results.check("conversations vs rig ceiling", n, ceiling, ">= 0.7x", (versus or 0) >= 0.7, versus),
         cost,
     ]

@@ -1,8 +1,8 @@
 """Scenario 1, request throughput: 50 clients send chats back to back, answered by the offline engine.
 
 Beside it, in the same run, the yardstick: a bare Starlette WebSocket endpoint that
-forwards each frame as a NATS request to a bare responder.  Target: the project's
-messages/s at least 0.7x the yardstick's, and its p99 at most 2x.
+forwards each frame as a NATS request to a bare responder.  Targets (issue 23): the
+project's messages/s at least 0.4x the yardstick's, and its p99 at most 3x.
 
 A "message" is one chat answered: sent, then read until its final frame
 (``chat_response``; the yardstick's single reply).  Sockets are authenticated with
@@ -198,16 +198,16 @@ def checks(project: dict[str, Any], yardstick: dict[str, Any]) -> list[dict[str,
             "messages/s",
             project["messages_per_s"],
             yardstick["messages_per_s"],
-            ">= 0.7x",
-            clean and (rate or 0) >= 0.7,
+            ">= 0.4x",
+            clean and (rate or 0) >= 0.4,
             rate,
         ),
         results.check(
             "p99 ms",
             project["latency_ms"].get("p99"),
             yardstick["latency_ms"].get("p99"),
-            "<= 2x",
-            clean and p99 is not None and p99 <= 2,
+            "<= 3x",
+            clean and p99 is not None and p99 <= 3,
             p99,
         ),
         results.check("failed answers (error frames, stalled clients)", *failed, "0", failed == (0, 0)),
