@@ -31,6 +31,11 @@ async def test_a_stop_cancels_only_the_users_own_chat_that_has_not_ended():
     streaming = answers.add(chat(message_id="m2"), "answer-2", asyncio.create_task(asyncio.Event().wait()))
     streaming.phase = "streaming"
     assert answers.stop("ann", "answer-2") == "stopped"
+    starting = answers.add(chat(message_id="m4"), "answer-4", asyncio.create_task(asyncio.Event().wait()))
+    starting.phase = "starting"
+    assert answers.stop("ann", "m4") == "stopped" and starting.stopped  # its turn came: it ends stopped
+    assert not starting.task.cancelling()  # reading its conversation: only marked, the answer sees it
+    starting.task.cancel()
     ending = answers.add(chat(message_id="m3"), "answer-3", asyncio.create_task(asyncio.sleep(0)))
     ending.phase = "ending"
     assert answers.stop("ann", "m3") == "not_found"  # its end is on the way

@@ -102,11 +102,19 @@ class _Heard:
         self.source: Source | None = None
 
     async def stream(self, pieces: AsyncGenerator[Piece], replies: ReplyStream, answering: Answering | None) -> None:
-        """Pass the pieces on; a stop closes the engine's stream (the provider sees it closed)."""
+        """Pass the pieces on; a stop closes the engine's stream (the provider sees it closed).
+        The stop is looked for before the model is asked (it came while the conversation was
+        read) and after every await: one may have swallowed its cancellation (``inflight``)."""
+        if answering is not None:
+            answering.phase = "streaming"
         try:
             async with contextlib.aclosing(pieces):
+                _unless_stopped(answering)
                 async for piece in pieces:
+                    _unless_stopped(answering)  # the engine's wait for this piece took the stop
                     await self._take(piece, replies)
+                    _unless_stopped(answering)  # keeping it did (``ui_actions``: a JetStream publish)
+            _unless_stopped(answering)
         except asyncio.CancelledError:
             if answering is None or not answering.stopped:
                 raise
@@ -126,6 +134,12 @@ class _Heard:
             self.source, self.usage = piece, None
         else:
             await replies.ui_actions(piece)
+
+
+def _unless_stopped(answering: Answering | None) -> None:
+    """End the stream here if the answer was stopped (its cancellation swallowed, or never sent)."""
+    if answering is not None and answering.stopped:
+        raise asyncio.CancelledError
 
 
 async def _keep_alive(replies: ReplyStream, interval: float) -> None:

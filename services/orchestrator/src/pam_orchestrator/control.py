@@ -105,7 +105,7 @@ class Control:
                 return
             if revision is not None:
                 answering.release = functools.partial(self._release, chat, replies, revision)
-            answering.phase = "streaming"
+            answering.phase = "starting"
             yield answering
         finally:
             self.answers.remove(answering)
@@ -119,7 +119,7 @@ class Control:
         """The hold's revision once it is ours (None: demo chats, or no JetStream to hold it in).
         A chat stopped while it waited ends here however the wait took the stop: ``dequeued`` was
         acknowledged when the stop came, so it is never answered.  Nothing is awaited between
-        this check and the caller's ``streaming``: a later stop finds the chat answering."""
+        this check and the caller's ``starting``: a later stop finds the chat answering."""
         try:
             revision = await self._take(chat, replies, answering)
             if answering.stopped:  # its cancellation swallowed after the wait's last look (or JetStream trouble)

@@ -3,7 +3,14 @@
 A stop cancels the chat's task; what the task was doing decides what the user gets: a
 queued chat ends at once (``dequeued``), a streaming answer ends with what was said, marked
 ``truncated: "stopped"`` (``answer.answer`` turns that cancellation into its end).  An answer
-past its last word is not stopped: its end is already on the way.
+past its last word is not stopped: its end is already on the way.  A chat whose turn has come
+but that still reads its conversation (``starting``: a few bounded reads) is marked, not
+cancelled: cancelled there it ended with no end at all, and its end needs what it reads (to be
+kept in the conversation, to find a regenerate's turn); the answer looks before it asks the model.
+
+The mark, not the cancellation, is what counts: ``asyncio.wait_for`` (every nats-py request)
+returns what it awaited when that arrived with the cancellation, swallowing it, so the chat
+looks at ``stopped`` after each step it awaits.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Literal
 
 from pam_shared.internal import CancelStatus, ChatRequest
 
-Phase = Literal["queued", "streaming", "ending"]
+Phase = Literal["queued", "starting", "streaming", "ending"]
 
 
 class Answering:
@@ -78,5 +85,6 @@ class Answers:
         if answering is None or answering.stopped or answering.phase == "ending":
             return "not_found"
         answering.stopped = True
-        answering.task.cancel()
+        if answering.phase != "starting":
+            answering.task.cancel()
         return "dequeued" if answering.phase == "queued" else "stopped"
