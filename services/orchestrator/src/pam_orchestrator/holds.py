@@ -242,9 +242,9 @@ class Holds:
     ) -> tuple[int | None, Hold | None]:
         """Take the turn: ``(revision, None)``, or ``(None, holder)`` when another chat has it
         (``(None, None)``: free, but another chat is first in the queue).  ``hint``: the revision
-        the turn was last given up at, tried before anything is read.  A ``waiting`` chat asks to
-        hear the holder's release (an older version's: marks it), and holds its own turn marked
-        (an older version's chats may still wait behind it)."""
+        of the hold last given up (an older version's free entry), tried before anything is
+        read.  A ``waiting`` chat asks to hear the holder's release (an older version's: marks
+        it), and holds its own turn marked (an older version's chats may still wait behind it)."""
         assert self._kv is not None
         user = user_token(user_id)
         mine = _encoder.encode(msgspec.structs.replace(me, until=time.time() + self.lifetime, awaited=waiting))
