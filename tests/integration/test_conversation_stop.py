@@ -2,9 +2,9 @@
 ``dequeued`` is never answered, and never keeps the user's turn.
 
 The waiting chat's orchestrator reaches NATS through a proxy that holds back what the server
-sends it from one of its writes on (marking the holder it waits for, taking the turn, or leaving
-the queue), and then delivers it in one read: the answer to that write, and the stop right
-behind it, as a process too busy to read its socket gets them.
+sends it from one of its requests on (asking the holder it waits for whether it still answers,
+taking the turn, or leaving the queue), and then delivers it in one read: the answer to that
+request, and the stop right behind it, as a process too busy to read its socket gets them.
 """
 
 from __future__ import annotations
@@ -89,18 +89,20 @@ async def far(nats_url: str) -> AsyncIterator[tuple[Client, TcpProxy]]:
         await client.close()
 
 
-TURN, QUEUE = "turn", "queue"
+TURN, QUEUE, ASK = "turn", "queue", "ask"
 
 
 async def queue_behind_a_holder(
     nc: Client, names: Subjects, far: tuple[Client, TcpProxy], given_up_first: bool, writes: tuple[str, ...]
 ) -> tuple[Control, Control, ChatRequest, Frames, asyncio.Task[bool], contextlib.AsyncExitStack]:
     """o1 answers a chat; a second one waits on o2, and what the server sends o2 is held back
-    once o2 has made ``writes`` (of the user's turn, of the queue) since it was queued
-    (``given_up_first``: o1 gives the turn up as the second is queued, so o2's write takes it)."""
+    once o2 has made ``writes`` (of the user's turn, of the queue; or asked o1 whether it still
+    answers) since it was queued (``given_up_first``: o1 gives the turn up as the second is
+    queued, so o2's write takes it)."""
     client, proxy = far
     key = f"PUB $KV.{names.answering_bucket}.{user_token('ann')}"
-    subjects = {TURN: f"{key} ".encode(), QUEUE: f"{key}.queue ".encode()}
+    ask = f"PUB {names.holding_at('o1')} ".encode()
+    subjects = {TURN: f"{key} ".encode(), QUEUE: f"{key}.queue ".encode(), ASK: ask}
     one, two = await control(nc, names, "o1"), await control(client, names, "o2")
     holding, first = contextlib.AsyncExitStack(), chat()
     assert await holding.enter_async_context(one.turn(first, Frames().replies(first)))
@@ -112,15 +114,15 @@ async def queue_behind_a_holder(
 
     second, frames = chat(), Frames(on_queued)
     waiting = asyncio.create_task(answered(two, second, frames.replies(second)))
-    pub_ack = f'"stream":"KV_{names.answering_bucket}"'.encode()
-    await asyncio.to_thread(proxy.wait_held, pub_ack)
+    answer = b'{"answering":true}' if writes[-1] == ASK else f'"stream":"KV_{names.answering_bucket}"'.encode()
+    await asyncio.to_thread(proxy.wait_held, answer)
     return one, two, second, frames, waiting, holding
 
 
 @pytest.mark.parametrize(
     ("given_up_first", "writes"),
-    [(False, (TURN,)), (True, (TURN,)), (True, (TURN, QUEUE))],
-    ids=["marking-the-holder", "taking-the-turn", "leaving-the-queue"],
+    [(False, (ASK,)), (True, (TURN,)), (True, (TURN, QUEUE))],
+    ids=["asking-the-holder", "taking-the-turn", "leaving-the-queue"],
 )
 async def test_a_stop_read_together_with_the_answer_to_a_write_still_dequeues_the_chat(
     nc: Client, names: Subjects, far: tuple[Client, TcpProxy], given_up_first: bool, writes: tuple[str, ...]

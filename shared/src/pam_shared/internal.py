@@ -29,8 +29,9 @@ class ChatRequest(msgspec.Struct):
     privacy: Privacy = Privacy()
     """What the user lets us keep of this chat, as the gateway knew it when it accepted it."""
     turn: int | None = None
-    """Where the user's last answer gave up its turn, as this gateway heard (``Pam-Turn``): a
-    hint that lets the orchestrator take the turn in one write; stale or None costs a read."""
+    """The revision of the user's last answer's hold, as this gateway heard (``Pam-Turn``; an
+    older orchestrator's free entry): a hint that lets the orchestrator take the turn in one
+    write; stale or None costs a read."""
 
 
 chat_request_encoder = msgspec.json.Encoder()
@@ -90,11 +91,13 @@ cancel_reply_decoder = msgspec.json.Decoder(CancelReply)
 
 
 class HoldQuery(msgspec.Struct):
-    """Orchestrator -> the orchestrator a user's hold names (``holding_at``), from a chat that waited
-    a heartbeat without hearing a release: is the answer ``answer_id`` still going on there?"""
+    """Orchestrator -> the orchestrator a user's hold names (``holding_at``), from a chat that found
+    it: does the answer ``answer_id`` still have its turn there?"""
 
     user_id: str
     answer_id: str
+    waiting: bool = False
+    """The chat will wait for it: announce its release (an older version ignores this)."""
 
 
 class HoldReply(msgspec.Struct):

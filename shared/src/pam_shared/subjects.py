@@ -27,7 +27,7 @@ LEADING_CHUNK_HEADER = "Pam-Leading-Chunk"
 newline, then that frame (one message instead of two; JSON frames hold no raw newline)."""
 
 TURN_HEADER = "Pam-Turn"
-"""On an answer's end: the revision its user's conversation turn was given up at (``ChatRequest.turn``)."""
+"""On an answer's end: the revision of the hold it gave up (``ChatRequest.turn``)."""
 
 RESTART_HEADER = "Pam-Restart"
 """On a chat request: an earlier worker streamed part of this answer, then died."""
@@ -63,7 +63,7 @@ class Subjects:
         return f"{self.namespace}.orchestrator.{instance}.cancel"
 
     def holding_at(self, instance: str) -> str:
-        """Request-reply: is this orchestrator instance still answering a chat its hold names (``holds``)?"""
+        """Request-reply: does a chat this orchestrator instance holds the turn for still have it (``holds``)?"""
         return f"{self.namespace}.orchestrator.{instance}.holding"
 
     @property
@@ -72,7 +72,8 @@ class Subjects:
         return f"{self.namespace.upper().replace('-', '_')}_ANSWERING"
 
     def released(self, user_id: str) -> str:
-        """An orchestrator gave up a user's hold: chats waiting for it look again."""
+        """An orchestrator gave up a user's hold (the payload: its answer's id; empty from an older
+        version): chats waiting for it look again."""
         return f"{self.namespace}.released.{user_token(user_id)}"
 
     def reply_prefix(self, gateway_id: str) -> str:

@@ -1,10 +1,10 @@
 """Where each user's conversation turn was last given up, as this gateway heard it.
 
-An answer's end carries the revision of the free turn entry its orchestrator wrote
-(``Pam-Turn``, see ``pam_orchestrator.holds``); the user's next chat through this gateway
-hands it back (``ChatRequest.turn``), so the orchestrator takes the turn in one
-compare-and-set instead of a read and a write.  It is only a hint: a stale one (the user
-chatted through another gateway meanwhile) costs the orchestrator that read again.
+An answer's end carries the revision of its hold, the turn entry it gave up without a write
+(``Pam-Turn``, see ``pam_orchestrator.holds``; an older orchestrator's free entry); the user's
+next chat through this gateway hands it back (``ChatRequest.turn``), so the orchestrator
+takes the turn in one compare-and-set instead of a read, a question and a write.  It is only
+a hint: a stale one (the user chatted through another gateway meanwhile) costs those again.
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@ or the chat's ``on_busy``) before it is answered, and gives it up just before it
 (the end tells the gateway where, for the user's next chat).
 A stop (``cancel``) reaches the orchestrator answering that chat wherever it runs: any
 orchestrator takes it from the queue group and, when the chat is not its own, finds its
-owner in the holds and forwards it there.  A chat waiting behind a hold asks the orchestrator
-it names whether that answer still goes on (``on_holding``: a plain subscription, kept through
-the drain while the answers in flight end).
+owner in the holds and forwards it there.
 """
 
 from __future__ import annotations
@@ -32,12 +30,9 @@ from pam_shared.internal import (
     CancelRequest,
     CancelStatus,
     ChatRequest,
-    HoldReply,
     cancel_encoder,
     cancel_reply_decoder,
     cancel_request_decoder,
-    hold_encoder,
-    hold_query_decoder,
 )
 from pam_shared.protocol import OnBusy
 from pam_shared.subjects import Subjects
@@ -66,7 +61,6 @@ class Control:
     async def start(self, replicas: int, service: Service, queue_group: str) -> None:
         await self.holds.start(replicas)
         await self.nc.subscribe(self.names.erasing, cb=self.on_erasing)
-        await self.nc.subscribe(self.names.holding_at(self.instance), cb=self.on_holding)
         await service.add_endpoint(
             name="cancel", subject=self.names.chat_cancel, queue_group=queue_group, handler=self.on_cancel
         )
@@ -85,18 +79,14 @@ class Control:
                 log.info("stopped %d chats of a user being erased", len(stopped), extra={"marker": logs.OK})
             await msg.respond(self.instance.encode())
 
-    async def on_holding(self, msg: Msg) -> None:
-        """A chat waiting for a hold of ours asks whether its answer still goes on here."""
-        with survive("orchestrator-holds", "hold query"):
-            query = hold_query_decoder.decode(msg.data)
-            await msg.respond(hold_encoder.encode(HoldReply(self.answers.has(query.user_id, query.answer_id))))
-
     @contextlib.asynccontextmanager
     async def turn(self, chat: ChatRequest, replies: ReplyStream) -> AsyncIterator[Answering | None]:
         """This chat's turn in its conversation; None when it ended without one (busy, dequeued)."""
         task = asyncio.current_task()
         assert task is not None
         answering = self.answers.add(chat, replies.message_id, task)
+        if not chat.demo:  # owed however the wait ends (JetStream trouble, say): the turn may be ours by then
+            answering.release = functools.partial(self._release, chat, replies, None)
         try:
             try:
                 revision = await self._wait(chat, replies, answering)
@@ -111,8 +101,8 @@ class Control:
             self.answers.remove(answering)
             await answering.released()
 
-    async def _release(self, chat: ChatRequest, replies: ReplyStream, revision: int) -> None:
-        """Give the turn up; the free entry's revision rides on the end, the user's next chat's hint."""
+    async def _release(self, chat: ChatRequest, replies: ReplyStream, revision: int | None) -> None:
+        """Give the turn up; the hold's revision rides on the end, the user's next chat's hint."""
         replies.turn = await self.holds.release(chat, replies.message_id, revision)
 
     async def _wait(self, chat: ChatRequest, replies: ReplyStream, answering: Answering) -> int | None:

@@ -67,10 +67,6 @@ class Answers:
             if self._by_id.get((answering.chat.user_id, message_id)) is answering:
                 del self._by_id[(answering.chat.user_id, message_id)]
 
-    def has(self, user_id: str, message_id: str) -> bool:
-        """Whether ``user_id``'s chat named ``message_id`` is still here (waiting, answering or ending)."""
-        return (user_id, message_id) in self._by_id
-
     def stop_all(self, user_id: str) -> set[asyncio.Task[None]]:
         """Stop every chat of ``user_id`` here (a user being erased); the tasks to wait for."""
         mine = {a for (user, _), a in self._by_id.items() if user == user_id and a.task is not asyncio.current_task()}
