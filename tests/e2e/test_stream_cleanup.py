@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 async def replicated_stream(cluster: NatsCluster, name: str) -> None:
     nc = await nats.connect(cluster.urls.split(","))
     try:
-        await nc.jetstream().add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], num_replicas=3))
+        # A replicated stream's first leader election can take longer than nats-py's 5 s on a loaded machine.
+        await nc.jetstream(timeout=15).add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], num_replicas=3))
     finally:
         await nc.close()
 
